@@ -1,0 +1,56 @@
+"""Shared fixtures: real data from the mirror (offline), caches in a session temp folder."""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_MIRROR = REPO.parent / "shared" / "data" / "lgsrr"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _offline_env(tmp_path_factory):
+    os.environ.setdefault("MIR_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if "MIR_DATA_MIRROR" not in os.environ and DEFAULT_MIRROR.exists():
+        os.environ["MIR_DATA_MIRROR"] = str(DEFAULT_MIRROR)
+    base = tmp_path_factory.mktemp("mir")
+    os.environ["MIR_DATA_DIR"] = str(base / "data")
+    os.environ["MIR_CACHE_DIR"] = str(base / "cache")
+    os.environ["MIR_OUTPUT_DIR"] = str(base / "outputs")
+    yield
+
+
+@pytest.fixture(scope="session")
+def data_root(_offline_env) -> Path:
+    """The real MIntRec2.0 and IEMOCAP-DA release files, checksums verified."""
+    from mir_core.data import download
+    root = Path(os.environ["MIR_DATA_DIR"]) / "lgsrr"
+    for name in ("MIntRec2.0", "IEMOCAP-DA"):
+        download(name, root, log=lambda *_: None)
+    return root
+
+
+@pytest.fixture
+def small_root(data_root, tmp_path) -> Path:
+    """A copy of MIntRec2.0 and IEMOCAP-DA cut to the first 40 rows of each file, to corrupt."""
+    from mir_core.data import DATASETS
+    for name in ("MIntRec2.0", "IEMOCAP-DA"):
+        for rel in DATASETS[name].files():
+            dst = tmp_path / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            lines = (data_root / rel).read_text(encoding="utf-8").splitlines(keepends=True)
+            dst.write_text("".join(lines[:41]), encoding="utf-8")
+    return tmp_path
+
+
+def edit_line(path: Path, line_no: int, fn) -> None:
+    """Apply fn to the tab-split fields of 1-based line ``line_no`` of a TSV file."""
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    fields = lines[line_no - 1].rstrip("\n").split("\t")
+    lines[line_no - 1] = "\t".join(fn(fields)) + "\n"
+    path.write_text("".join(lines), encoding="utf-8")

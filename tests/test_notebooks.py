@@ -1,0 +1,35 @@
+"""The notebooks run headless with papermill on small parameters (the `make demo --quick`
+settings) and record meaningful values that we read back."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from mir_core.demo import QUICK
+from mir_core.notebooks import run_notebook
+from mir_core.records import Recorder
+
+
+def _run(nb, tmp_path, **extra):
+    params = {**QUICK[nb], "data_root": os.path.join(os.environ["MIR_DATA_DIR"], "lgsrr"), **extra}
+    run_notebook(nb, params, output_dir=tmp_path)
+    folder = next(p for p in tmp_path.iterdir() if p.name.startswith(nb) and p.is_dir())
+    return Recorder.read(folder)
+
+
+def test_notebook_01_data(data_root, tmp_path):
+    rec = _run("01", tmp_path, datasets=["MIntRec2.0", "IEMOCAP-DA"])
+    assert rec["all_verified"] is True
+    sizes = {(r["dataset"], r["split"]): r["rows"] for r in rec["sizes"]}
+    assert sizes[("MIntRec2.0", "train")] == 6165 and sizes[("IEMOCAP-DA", "test")] == 1884
+    assert rec["label_counts"]["MIntRec2.0"]["train"]["Inform"] == 603
+
+
+def test_notebook_04_training(data_root, tmp_path):
+    rec = _run("04", tmp_path)
+    systems = {r["system"].split(" [")[0] for r in rec["results_table"]}
+    assert {"text", "lgsrr (paper)", "paper: LGSRR"} <= systems
+    for name, s in rec["summaries"].items():
+        assert 0.0 < s["test"]["ACC"]["mean"] <= 100.0, name
+    assert abs(sum(rec["mean_alpha"].values()) - 1.0) < 1e-4
