@@ -88,11 +88,11 @@ CPU = {
     "MIntRec2.0": TrainConfig(encoder="minilm-l6", frozen=True, pooling="mean", layers=4,
                               proj_dim=512, lr=1e-3, batch_size=32, epochs=40,
                               warmup_ratio=0.1, weight_decay=0.05, dropout=0.4,
-                              weight_hidden=256, patience=6),
+                              weight_hidden=256, patience=6, num_threads=1),
     "IEMOCAP-DA": TrainConfig(encoder="minilm-l6", frozen=True, pooling="mean", layers=4,
                               proj_dim=512, lr=1e-3, batch_size=32, epochs=40,
                               warmup_ratio=0.05, weight_decay=0.1, grad_clip=0.4, dropout=0.4,
-                              weight_hidden=256, patience=6),
+                              weight_hidden=256, patience=6, num_threads=1),
 }
 CPU["MIntRec"] = CPU["MIntRec2.0"]
 PAPER["MIntRec"] = PAPER["MIntRec2.0"]
