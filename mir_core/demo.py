@@ -15,7 +15,9 @@ from .notebooks import NOTEBOOK_DIR, run_notebook
 # Small parameters for a fast end-to-end pass (the tests use the same ones).
 QUICK = {
     "01": {"datasets": ["MIntRec2.0"]},
-    "02": {"sample_size": 3, "steps": [1, 3]},
+    "02": {"sample_size": 3, "steps": [1, 3], "cue_rounds": 1, "cue_background_n": 2,
+           "rank_mode": "loglik", "label_limit": 0,
+           "max_new_tokens": {"cues": 32, "describe": 24, "rank": 24, "labels": 24}},
     "03": {"n_items": 8, "n_clips": 3},
     "04": {"methods": ["text", "lgsrr"], "fusions": ["paper"], "seeds": [0],
            "max_train": 400, "max_eval": 200, "overrides": {"epochs": 2}},
