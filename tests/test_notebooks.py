@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 
-import pytest
-
 from mir_core.demo import QUICK
 from mir_core.notebooks import run_notebook
 from mir_core.records import Recorder
