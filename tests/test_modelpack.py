@@ -114,7 +114,7 @@ def _split_zip(tmp_path: Path, n_parts: int = 3) -> list:
     for i in range(n_parts):
         p = tmp_path / f"tiny-model.zip.{i + 1:03d}"
         p.write_bytes(data[i * step:(i + 1) * step])
-        parts.append((p, modelpack._sha256_file(p), p.stat().st_size))
+        parts.append((p, modelpack.sha256_of(p), p.stat().st_size))
     return parts
 
 
