@@ -10,7 +10,7 @@ from mir_core.records import Recorder
 def test_notebook_03_runs(data_root, tmp_path):
     out = tmp_path / "out"
     cache = tmp_path / "cache"
-    executed = run_notebook("03", {"n_items": 8, "n_clips": 3, "n_frames": 4,
+    executed = run_notebook("03", {"n_items": 8, "n_clips": 3, "n_frames": 4, "token_level": True,
                                    "data_root": str(data_root), "cache_dir": str(cache)},
                             output_dir=out)
     assert executed.exists()
