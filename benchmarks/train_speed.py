@@ -69,7 +69,7 @@ def main() -> None:
     tok, model = load_text_encoder(cfg.encoder)
     t0 = time.perf_counter()
     for src in ("text", *ASPECT_SHORT):
-        max_len = (spec.text_len if src == "text" else spec.desc_len) + 2
+        max_len = cfg.max_lens(spec.name)[0 if src == "text" else 1]
         encode_texts(source_texts(sample, src), tok, model, max_len=max_len, batch_size=64)
     enc_sample_seconds = time.perf_counter() - t0
     reencode_epoch = enc_sample_seconds * len(train) / len(sample) + cached_epoch

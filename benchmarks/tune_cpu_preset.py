@@ -29,7 +29,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--dataset", default="MIntRec2.0")
     ap.add_argument("--method", nargs="+", default=["text", "lgsrr"])
-    ap.add_argument("--fusion", default="paper")
+    ap.add_argument("--fusion", default="official")
+    ap.add_argument("--preset", default="cpu")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--grid", default=None, help="JSON list of TrainConfig overrides")
     ap.add_argument("--out", default="outputs/benchmarks")
@@ -38,8 +39,10 @@ def main() -> None:
     rows = []
     for method in a.method:
         for ov in grid:
-            s = run(RunSpec(dataset=a.dataset, method=method, fusion=a.fusion,
-                            seeds=tuple(a.seeds), overrides=ov), out_dir=Path(a.out) / "tune")
+            options = {"fusion": a.fusion} if method == "lgsrr" else {}
+            s = run(RunSpec(dataset=a.dataset, method=method, preset=a.preset, options=options,
+                            seeds=tuple(a.seeds), overrides=ov),
+                    out_dir=Path(a.out) / f"tune-{a.preset}")
             rows.append({"method": method, **ov, "dev_F1": s["dev"]["F1"]["mean"],
                          "dev_ACC": s["dev"]["ACC"]["mean"], "test_F1": s["test"]["F1"]["mean"],
                          "test_ACC": s["test"]["ACC"]["mean"],

@@ -19,7 +19,7 @@ QUICK = {
            "rank_mode": "loglik", "label_limit": 0,
            "max_new_tokens": {"cues": 32, "describe": 24, "rank": 24, "labels": 24}},
     "03": {"n_items": 8, "n_clips": 3, "n_frames": 4, "token_level": True},
-    "04": {"methods": ["text", "lgsrr"], "fusions": ["paper"], "seeds": [0],
+    "04": {"methods": ["text", "lgsrr"], "fusions": ["official"], "seeds": [0],
            "max_train": 400, "max_eval": 200, "overrides": {"epochs": 2}},
 }
 

@@ -426,6 +426,17 @@ def load_text_encoder(name: str, device: str | None = None):
     return tok, model
 
 
+def load_text_tokenizer(name: str):
+    """The tokenizer of a text encoder alone (no weights loaded: bert-large is 1.3 GB)."""
+    from transformers import AutoTokenizer
+
+    where = resolve_text_encoder(name)
+    try:
+        return AutoTokenizer.from_pretrained(str(where), local_files_only=_is_offline())
+    except (OSError, ValueError) as e:
+        raise _hub_error(name, "text", e) from None
+
+
 def load_hf(name: str, kind: str):
     """(processor, model) for a hub video/audio encoder id, ``local_files_only`` offline."""
     from transformers import AutoConfig, AutoFeatureExtractor, AutoImageProcessor, AutoModel

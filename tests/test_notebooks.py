@@ -27,7 +27,9 @@ def test_notebook_01_data(data_root, tmp_path):
 def test_notebook_04_training(data_root, tmp_path):
     rec = _run("04", tmp_path)
     systems = {r["system"].split(" [")[0] for r in rec["results_table"]}
-    assert {"text", "lgsrr (paper)", "paper: LGSRR"} <= systems
+    assert {"text", "lgsrr (official)", "paper: LGSRR"} <= systems
     for name, s in rec["summaries"].items():
         assert 0.0 < s["test"]["ACC"]["mean"] <= 100.0, name
     assert abs(sum(rec["mean_alpha"].values()) - 1.0) < 1e-4
+    assert rec["best_lgsrr"]["name"] == "lgsrr (official)"
+    assert 0.0 <= rec["importance"]["train_vs_llm"]["top1"] <= 1.0

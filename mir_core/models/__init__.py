@@ -1,9 +1,11 @@
-"""Models of the workspace, one file each. ``build_cached`` / ``build_finetune`` pick one by
-method name so training, ablations and notebooks stay model-agnostic."""
-from .lgsrr import LGSRR, CachedConfig, CachedLGSRR, LGSRRConfig, LGSRRHead
-from .text_only import CachedTextOnly, TextOnly
+"""Models of the workspace, one file each, each registered as a method by one line
+(:func:`mir_core.models.registry.register_method`). Importing this package registers them."""
+from . import lgsrr, text_only  # noqa: F401  (registration)
+from .encoders import FullEncoder, LayerMix, PooledFeatures, TopLayers, pool
+from .lgsrr import LGSRR, LGSRRConfig, LGSRRHead, LGSRROptions
+from .registry import BuildContext, ModelOutput, get_method, methods, register_method
+from .text_only import TextOnly
 
-METHODS = ("lgsrr", "text")
-
-__all__ = ["LGSRR", "LGSRRConfig", "LGSRRHead", "CachedConfig", "CachedLGSRR",
-           "CachedTextOnly", "TextOnly", "METHODS"]
+__all__ = ["LGSRR", "LGSRRConfig", "LGSRRHead", "LGSRROptions", "TextOnly",
+           "FullEncoder", "LayerMix", "PooledFeatures", "TopLayers", "pool",
+           "BuildContext", "ModelOutput", "get_method", "methods", "register_method"]

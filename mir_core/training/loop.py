@@ -1,0 +1,226 @@
+"""The one training loop, for every registered method and regime.
+
+AdamW + linear warmup, early stopping on dev macro-F1 with patience, the best state
+restored, test metrics via scikit-learn. The loop reads a :class:`ModelOutput` and knows no
+method by name. Determinism and thread settings are scoped to the call and restored after
+it (a notebook kernel keeps its own settings).
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ..metrics import classification_metrics
+from ..models.registry import BuildContext, Method
+from .config import TrainConfig
+from .inputs import RegimeInputs, SplitInputs
+
+
+class _Rows(Dataset):
+    def __init__(self, n: int):
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> int:
+        return i
+
+
+def bucketed_batches(lengths: np.ndarray, batch_size: int, seed: int,
+                     pool_batches: int = 50) -> list[list[int]]:
+    """Shuffled batches of similar total length: shuffle, sort within pools of
+    ``pool_batches`` batches, cut, shuffle the batch order (less padding, still random)."""
+    rng = np.random.default_rng(seed)
+    total = lengths.reshape(len(lengths), -1).sum(1)
+    perm = rng.permutation(len(total))
+    pool = batch_size * pool_batches
+    batches = []
+    for s in range(0, len(perm), pool):
+        chunk = perm[s:s + pool]
+        chunk = chunk[np.argsort(total[chunk], kind="stable")]
+        batches += [chunk[i:i + batch_size].tolist() for i in range(0, len(chunk), batch_size)]
+    order = rng.permutation(len(batches))
+    return [batches[i] for i in order]
+
+
+class BucketedSampler:
+    """A batch sampler: fresh bucketed batches every epoch (seed + epoch)."""
+
+    def __init__(self, lengths: np.ndarray, batch_size: int, seed: int):
+        self.lengths, self.batch_size, self.seed, self.epoch = lengths, batch_size, seed, 0
+
+    def __iter__(self):
+        batches = bucketed_batches(self.lengths, self.batch_size, self.seed + self.epoch)
+        self.epoch += 1
+        return iter(batches)
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.lengths) / self.batch_size)
+
+
+def make_loader(inputs: SplitInputs, batch_size: int, shuffle: bool, seed: int,
+                trim: bool, bucketing: bool = False) -> DataLoader:
+    """Batches of ``inputs.batch(idx)`` dicts. Evaluation keeps the split's order (the
+    official fusion's gamma is a batch mean: batch composition matters)."""
+    collate = lambda ids: inputs.batch(torch.as_tensor(ids), trim=trim)  # noqa: E731
+    if shuffle and bucketing and inputs.lengths is not None:
+        return DataLoader(_Rows(len(inputs)), collate_fn=collate,
+                          batch_sampler=BucketedSampler(inputs.lengths, batch_size, seed))
+    g = torch.Generator().manual_seed(seed)
+    return DataLoader(_Rows(len(inputs)), batch_size=batch_size, shuffle=shuffle, generator=g,
+                      collate_fn=collate)
+
+
+@contextlib.contextmanager
+def scoped_determinism(num_threads: int = 0):
+    """Deterministic algorithms (and a thread count) for the block only."""
+    prev_det = torch.are_deterministic_algorithms_enabled()
+    prev_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    prev_threads = torch.get_num_threads()
+    if torch.cuda.is_available():
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")   # cuBLAS determinism
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    if num_threads:
+        torch.set_num_threads(num_threads)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(prev_det, warn_only=prev_warn)
+        torch.set_num_threads(prev_threads)
+
+
+@torch.no_grad()
+def predict(model, inputs: SplitInputs, batch_size: int, trim: bool,
+            accelerator=None) -> dict[str, np.ndarray]:
+    """Logits, argmax predictions and the model's per-sample scores, in split order."""
+    model.eval()
+    loader = make_loader(inputs, batch_size, shuffle=False, seed=0, trim=trim)
+    if accelerator is not None:
+        loader = accelerator.prepare(loader)
+    outs: dict[str, list] = {}
+    for batch in loader:
+        batch.pop("labels", None)
+        batch.pop("rank_order", None)
+        out = model(**batch)
+        for k, v in {"logits": out.logits, **out.scores}.items():
+            v = v.float()
+            if accelerator is not None:
+                v = accelerator.gather_for_metrics(v)
+            outs.setdefault(k, []).append(v.cpu().numpy())
+    res = {k: np.concatenate(v) for k, v in outs.items()}
+    res["pred"] = res["logits"].argmax(-1)
+    return res
+
+
+def _param_groups(model, cfg: TrainConfig) -> list[dict]:
+    """Weight decay except on biases / norms / mix logits; encoder layers at encoder_lr."""
+    no_decay = ("bias", "LayerNorm.weight", "norm.weight", "mix.logits")
+    enc_lr = cfg.encoder_lr or cfg.lr
+    groups: dict[tuple, list] = {}
+    for n, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        is_enc = n.startswith("encoder.") and not n.startswith(("encoder.mix", "encoder.proj"))
+        lr = enc_lr if is_enc else cfg.lr
+        wd = 0.0 if any(x in n for x in no_decay) else cfg.weight_decay
+        groups.setdefault((lr, wd), []).append(p)
+    return [{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()]
+
+
+@dataclass
+class SeedResult:
+    metrics: dict
+    test: dict[str, np.ndarray]
+    train: dict[str, np.ndarray] | None
+    state: dict
+
+
+def train_one_seed(method: Method, options, cfg: TrainConfig, seed: int, data: RegimeInputs,
+                   num_labels: int, accelerator, log=print, progress: bool = False,
+                   predict_train: bool = False) -> SeedResult:
+    """Train with early stopping on dev macro-F1; test (and optionally train) predictions."""
+    from accelerate.utils import set_seed
+    from transformers import get_linear_schedule_with_warmup
+
+    train, dev, test = data.splits["train"], data.splits["dev"], data.splits["test"]
+    set_seed(seed)
+    model = method.build(BuildContext(num_labels=num_labels, train_config=cfg,
+                                      encoder=data.encoder_factory(), options=options))
+    loader = make_loader(train, cfg.batch_size, shuffle=True, seed=seed, trim=data.trim,
+                         bucketing=cfg.length_bucketing)
+    optimizer = torch.optim.AdamW(_param_groups(model, cfg), lr=cfg.lr)
+    steps = math.ceil(len(loader) / accelerator.num_processes) * cfg.epochs
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * steps), steps)
+    model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=cfg.epochs, desc=f"{method.name} seed {seed}", unit="epoch",
+                   leave=False)
+    best = {"f1": -1.0, "epoch": 0, "state": None}
+    history = []
+    t0 = time.perf_counter()
+    wait = 0
+    dev_labels = dev.tensors["labels"].numpy()
+    for epoch in range(cfg.epochs):
+        model.train()
+        te = time.perf_counter()
+        tot, n = 0.0, 0
+        for batch in loader:
+            out = model(**batch)
+            accelerator.backward(out.loss)
+            if cfg.grad_clip > 0:
+                accelerator.clip_grad_value_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad()
+            b = len(batch["labels"])
+            tot += float(out.loss.detach()) * b
+            n += b
+        dev_pred = predict(model, dev, cfg.eval_batch_size, data.trim, accelerator)["pred"]
+        dev_m = classification_metrics(dev_labels, dev_pred)
+        history.append({"epoch": epoch + 1, "train_loss": tot / max(n, 1), "dev_F1": dev_m["F1"],
+                        "dev_ACC": dev_m["ACC"], "seconds": time.perf_counter() - te})
+        if dev_m["F1"] > best["f1"]:
+            best = {"f1": dev_m["F1"], "epoch": epoch + 1,
+                    "state": copy.deepcopy(accelerator.unwrap_model(model).state_dict())}
+            wait = 0
+        else:
+            wait += 1
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(dev_F1=f"{dev_m['F1']:.2f}", best=f"{best['f1']:.2f}")
+        if wait >= cfg.patience:
+            break
+    if bar is not None:
+        bar.close()
+    train_seconds = time.perf_counter() - t0
+    if best["state"] is not None:
+        accelerator.unwrap_model(model).load_state_dict(best["state"])
+    state = accelerator.unwrap_model(model).state_dict()
+    test_out = predict(model, test, cfg.eval_batch_size, data.trim, accelerator)
+    dev_out = predict(model, dev, cfg.eval_batch_size, data.trim, accelerator)
+    train_out = (predict(model, train, cfg.eval_batch_size, data.trim, accelerator)
+                 if predict_train else None)
+    metrics = {
+        "seed": seed, **classification_metrics(test.tensors["labels"].numpy(), test_out["pred"]),
+        "dev": classification_metrics(dev_labels, dev_out["pred"]),
+        "best_epoch": best["epoch"], "epochs_run": len(history),
+        "train_seconds": round(train_seconds, 2),
+        "seconds_per_epoch": round(float(np.mean([h["seconds"] for h in history])), 3),
+        "history": history,
+    }
+    log(f"seed {seed}: test F1 {metrics['F1']:.2f} ACC {metrics['ACC']:.2f} "
+        f"(best epoch {best['epoch']}, {train_seconds:.1f} s)")
+    accelerator.free_memory()
+    return SeedResult(metrics, test_out, train_out, state)

@@ -1,0 +1,285 @@
+"""Run folders: one configuration trained and tested over seeds, resumable and honest.
+
+A run folder ``<out>/runs/<dataset>/<run name>/`` holds ``config.json``, per seed
+``seed_<k>/metrics.json``, ``predictions.csv`` (per test sample: prediction and the model's
+scores, e.g. the importance weights alpha), ``train_scores.csv`` (the same scores on the
+train split, for methods that have scores), ``best.pt`` and ``fingerprint.json``, and
+``summary.json`` / ``summary.md`` (mean ± std over seeds).
+
+Resume: a finished seed is reused only when its fingerprint (the run spec, the full train
+config, the method's resolved options, the data files' sha256, a digest of the very input
+tensors, the seed) equals the current one; otherwise the run refuses with a message naming
+what differs (start a separate run with ``name=`` / ``--name``, or retrain with
+``resume=False`` / ``--fresh``). A process holds an exclusive lock on the folder while it
+writes; a second process on the same folder stops at once with a clear error.
+
+Bit-reproducibility: the same seeds on the same feature cache, torch build and machine give
+identical metrics. Re-encoding the features (another machine, torch build, or batch
+composition) changes the features in the last bits, hence their digest: the fingerprint
+then says so instead of silently mixing the two.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .. import paths
+from ..data import MIRSplit, get_spec, load_split, sha256_of
+from ..metrics import METRICS, format_summary, summarize
+from ..models import get_method
+from .config import ConfigError, TrainConfig, preset
+from .inputs import build_inputs
+from .loop import scoped_determinism, train_one_seed
+
+try:
+    import fcntl
+except ImportError:            # Windows: no advisory locks; single writer assumed
+    fcntl = None
+
+
+class RunError(RuntimeError):
+    """A run cannot start or resume as asked (the message says what to do)."""
+
+
+@dataclass
+class RunSpec:
+    dataset: str = "MIntRec2.0"
+    method: str = "lgsrr"
+    preset: str = "cpu"
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    options: dict = field(default_factory=dict)    # the method's options, e.g. fusion
+    overrides: dict = field(default_factory=dict)  # TrainConfig fields
+    max_train: int | None = None                   # subsample (smoke tests); None = all
+    max_eval: int | None = None
+    name: str | None = None
+
+    def run_name(self) -> str:
+        if self.name:
+            return self.name
+        parts = [self.method, self.preset]
+        parts += [f"{k}={v}" for k, v in sorted(self.options.items())]
+        parts += [f"{k}={v}" for k, v in sorted(self.overrides.items())]
+        if self.max_train:
+            parts.append(f"n{self.max_train}")
+        if self.max_eval:
+            parts.append(f"e{self.max_eval}")
+        return "-".join(str(p) for p in parts)
+
+    def validate(self) -> tuple[TrainConfig, object]:
+        """The resolved (config, method options); every bad value named before any work."""
+        get_spec(self.dataset)
+        method = get_method(self.method)
+        try:
+            opts = method.make_options(self.options)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(str(e)) from None
+        cfg = preset(self.dataset, self.preset, **self.overrides)
+        seeds = list(self.seeds)
+        if not seeds:
+            raise ConfigError("seeds must name at least one seed")
+        if any(not isinstance(s, (int, np.integer)) or isinstance(s, bool) for s in seeds):
+            raise ConfigError(f"seeds must be integers, got {seeds}")
+        if len(set(seeds)) != len(seeds):
+            dup = sorted({s for s in seeds if seeds.count(s) > 1})
+            raise ConfigError(f"seeds {dup} given more than once: each seed counts once in "
+                              "mean ± std")
+        for name in ("max_train", "max_eval"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, (int, np.integer)) or v < 1):
+                raise ConfigError(f"{name} must be None (all rows) or an integer >= 1, got {v!r}")
+        if self.name is not None and (not self.name.strip() or "/" in self.name
+                                      or self.name in (".", "..")):
+            raise ConfigError(f"name must be a plain folder name, got {self.name!r}")
+        return cfg, opts
+
+
+class RunLock:
+    """Exclusive advisory lock on a run folder while one process writes it."""
+
+    def __init__(self, folder: Path):
+        self.path = folder / ".lock"
+        self.fh = None
+
+    def __enter__(self):
+        if fcntl is None:
+            return self
+        self.fh = open(self.path, "a+")
+        try:
+            fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.fh.seek(0)
+            holder = self.fh.read().strip() or "another process"
+            self.fh.close()
+            raise RunError(f"run folder {self.path.parent} is being written by {holder}; wait "
+                           "for it to finish or give this run another name") from None
+        self.fh.seek(0)
+        self.fh.truncate()
+        self.fh.write(f"process {os.getpid()} since {time.strftime('%H:%M:%S')}")
+        self.fh.flush()
+        return self
+
+    def __exit__(self, *exc):
+        if self.fh is not None:
+            self.fh.seek(0)
+            self.fh.truncate()
+            fcntl.flock(self.fh, fcntl.LOCK_UN)
+            self.fh.close()
+
+
+def data_checksums(dataset: str, root: Path) -> dict[str, str]:
+    spec = get_spec(dataset)
+    return {rel: sha256_of(root / rel) for rel in spec.files() if (root / rel).exists()}
+
+
+def _diff(old, new, prefix: str = "") -> list[str]:
+    """Readable differences between two fingerprints."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for k in sorted(set(old) | set(new)):
+            out += _diff(old.get(k, "<absent>"), new.get(k, "<absent>"),
+                         f"{prefix}.{k}" if prefix else str(k))
+        return out
+    return [] if old == new else [f"{prefix}: {old!r} -> {new!r}"]
+
+
+def predictions_frame(split: MIRSplit, out: dict, score_names: dict) -> pd.DataFrame:
+    df = pd.DataFrame({"key": split.keys, "text": split.texts, "label": split.frame["label"],
+                       "label_id": split.label_ids, "pred_id": out["pred"]})
+    df["pred"] = [split.labels[i] for i in out["pred"]]
+    return df.join(scores_frame(out, score_names))
+
+
+def scores_frame(out: dict, score_names: dict) -> pd.DataFrame:
+    cols = {}
+    for name, columns in score_names.items():
+        if name in out:
+            for j, c in enumerate(columns):
+                cols[f"{name}_{c}"] = out[name][:, j]
+    return pd.DataFrame(cols)
+
+
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str))
+    tmp.replace(path)
+
+
+def run(spec: RunSpec, data_root: str | Path | None = None, out_dir: str | Path | None = None,
+        store=None, resume: bool = True, log=print, progress: bool = False) -> dict:
+    """Train and test one configuration over seeds; returns the summary dict."""
+    from accelerate import Accelerator
+
+    cfg, options = spec.validate()
+    method = get_method(spec.method)
+    ds = get_spec(spec.dataset)
+    root = Path(data_root) if data_root is not None else paths.data_dir() / "lgsrr"
+    folder = paths.output_dir(out_dir) / "runs" / ds.name / spec.run_name()
+
+    # everything that can fail on bad input happens before the run folder exists
+    splits = {s: load_split(ds.name, s, root) for s in ("train", "dev", "test")}
+    splits["train"] = splits["train"].subset(spec.max_train, seed=0)
+    splits["dev"] = splits["dev"].subset(spec.max_eval, seed=0)
+    splits["test"] = splits["test"].subset(spec.max_eval, seed=0)
+    if method.uses_ranks and not splits["train"].has_ranks:
+        log(f"note: {ds.name} has no LLM ranks: {method.name} trains without L_rank")
+    t0 = time.perf_counter()
+    with scoped_determinism(cfg.num_threads):
+        data = build_inputs(splits, cfg, method.sources, method.uses_ranks, method.name,
+                            store=store, progress=progress)
+    feature_seconds = time.perf_counter() - t0
+    base_fp = {
+        "spec": {"dataset": ds.name, "method": method.name, "preset": spec.preset,
+                 "options": asdict(options), "max_train": spec.max_train,
+                 "max_eval": spec.max_eval},
+        "train_config": asdict(cfg),
+        "data": data_checksums(ds.name, root),
+        "inputs": {k: v.digest for k, v in data.splits.items()},
+        "world_size": 1,
+    }
+
+    created = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    try:
+        with RunLock(folder):
+            rows = _train_seeds(spec, method, options, cfg, ds, data, splits, folder, base_fp,
+                                resume, log, progress, Accelerator(mixed_precision=cfg.mixed_precision))
+    except BaseException:
+        if created and not any(folder.glob("seed_*/metrics.json")):
+            shutil.rmtree(folder, ignore_errors=True)     # a failed start leaves nothing
+        raise
+    summary = {
+        "dataset": ds.name, "method": method.name, "options": asdict(options),
+        "preset": spec.preset, "encoder": cfg.encoder, "regime": cfg.regime,
+        "run": spec.run_name(), "folder": str(folder),
+        "seeds": [r["seed"] for r in rows], "test": summarize(rows, METRICS),
+        "dev": summarize([r["dev"] for r in rows], METRICS),
+        "per_seed": [{k: r[k] for k in ("seed", *METRICS, "best_epoch", "train_seconds",
+                                         "seconds_per_epoch")} for r in rows],
+        "feature_seconds": round(feature_seconds, 2),
+        "train_seconds_total": round(sum(r["train_seconds"] for r in rows), 2),
+        "n_train": len(splits["train"]), "n_test": len(splits["test"]),
+    }
+    _write_json(folder / "summary.json", summary)
+    (folder / "summary.md").write_text(summary_markdown(summary))
+    log(f"{ds.name} {spec.run_name()}: {format_summary(summary['test'])}")
+    return summary
+
+
+def _train_seeds(spec, method, options, cfg, ds, data, splits, folder, base_fp, resume, log,
+                 progress, accelerator) -> list[dict]:
+    _write_json(folder / "config.json", {"spec": asdict(spec), "train_config": asdict(cfg),
+                                         "options": asdict(options)})
+    rows = []
+    for seed in spec.seeds:
+        seed = int(seed)
+        sdir = folder / f"seed_{seed}"
+        mfile, ffile = sdir / "metrics.json", sdir / "fingerprint.json"
+        fp = {**base_fp, "seed": seed}
+        if resume and mfile.exists():
+            old = json.loads(ffile.read_text()) if ffile.exists() else None
+            if old == fp:
+                rows.append(json.loads(mfile.read_text()))
+                log(f"seed {seed}: done already ({mfile})")
+                continue
+            what = ("it has no fingerprint (written by an older version)" if old is None
+                    else "; ".join(_diff(old, fp)[:6]))
+            raise RunError(f"{sdir} was trained with other settings ({what}); give this run "
+                           "another name (--name / RunSpec.name) or retrain it (--fresh / "
+                           "resume=False)")
+        with scoped_determinism(cfg.num_threads):
+            res = train_one_seed(method, options, cfg, seed, data, ds.num_labels, accelerator,
+                                 log=log, progress=progress, predict_train=bool(method.scores))
+        sdir.mkdir(parents=True, exist_ok=True)
+        if mfile.exists():
+            mfile.unlink()               # retraining: the seed is not done until rewritten
+        torch.save(res.state, sdir / "best.pt")
+        predictions_frame(splits["test"], res.test, method.scores).to_csv(
+            sdir / "predictions.csv", index=False)
+        if res.train is not None:
+            tf = scores_frame(res.train, method.scores)
+            tf.insert(0, "key", splits["train"].keys)
+            tf.to_csv(sdir / "train_scores.csv", index=False)
+        _write_json(ffile, fp)
+        _write_json(mfile, res.metrics)  # written last: a seed counts as done only when complete
+        rows.append(res.metrics)
+    return rows
+
+
+def summary_markdown(summary: dict) -> str:
+    head = "| seed | " + " | ".join(METRICS) + " |\n|---|" + "---|" * len(METRICS) + "\n"
+    rows = "".join(f"| {r['seed']} | " + " | ".join(f"{r[k]:.2f}" for k in METRICS) + " |\n"
+                   for r in summary["per_seed"])
+    mean = ("| mean ± std | " + " | ".join(
+        f"{summary['test'][k]['mean']:.2f} ± {summary['test'][k]['std']:.2f}" for k in METRICS)
+        + " |\n")
+    return f"# {summary['dataset']} — {summary['run']}\n\n{head}{rows}{mean}"
+
