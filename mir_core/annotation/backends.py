@@ -9,8 +9,13 @@
 * :class:`OpenAIChatBackend` - any OpenAI-compatible ``/v1/chat/completions`` endpoint,
   configured by ``MIR_LLM_BASE_URL``, ``MIR_LLM_MODEL`` and ``MIR_LLM_API_KEY``. Frames go
   as ``image_url`` parts holding data-URI JPEG (or PNG) images. Bounded concurrency,
-  timeouts, exponential back-off on 429/5xx/timeouts. The key is sent in the
-  ``Authorization`` header only: it is never printed, logged, cached or shown in a repr.
+  timeouts, exponential back-off on every transient transport failure (one classifier,
+  :func:`classify_transport_error`: 429/5xx, timeouts, connection resets, replies cut off
+  mid-body, a 200 whose body is not JSON or has no ``choices``). The key is sent in the
+  ``Authorization`` header only; every string that leaves the client (log lines, errors,
+  reply text, raw bodies kept for the record) goes through :func:`redact`, which removes
+  the configured key (also URL-encoded or JSON-escaped), ``Bearer`` tokens and
+  ``sk-...`` keys.
 * :class:`ReleasedBackend` - the LGSRR release itself: VideoLLaMA2 descriptions (CoT step 2)
   and GPT-3.5 ranks (CoT step 3) from the data layer, so later notebooks can run on the
   paper's own annotations.
@@ -18,13 +23,17 @@
 from __future__ import annotations
 
 import base64
+import functools
+import http.client
 import importlib
 import importlib.util
 import json
 import os
 import random
+import re
 import shutil
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -45,7 +54,22 @@ Message = dict  # {"role": "system" | "user" | "assistant", "content": str}
 
 
 class BackendError(RuntimeError):
-    """A backend could not produce a reply (after its retries)."""
+    """A backend could not produce a reply (after its retries).
+
+    ``kind`` names the failure (:data:`FAILURE_KINDS` for HTTP backends), ``raw`` holds the
+    last raw response body (redacted, truncated) when there was one, ``http_requests`` the
+    number of HTTP requests the call made (retries included) and ``status`` the last HTTP
+    status, if any."""
+
+    def __init__(self, message: str = "", *, kind: str | None = None, raw: str | None = None,
+                 http_requests: int = 0, status: int | None = None,
+                 retryable: bool | None = None):
+        super().__init__(message)
+        self.kind = kind
+        self.raw = raw
+        self.http_requests = int(http_requests)
+        self.status = status
+        self.retryable = retryable
 
 
 class UnsupportedError(BackendError):
@@ -61,6 +85,7 @@ class Reply:
     completion_tokens: int = 0
     latency_s: float = 0.0
     images_sent: int = 0
+    http_requests: int = 0      # HTTP requests this reply took, retries included (0: not HTTP)
 
 
 @dataclass
@@ -95,6 +120,78 @@ class Backend:
     def settings(self) -> dict:
         """Decoding settings that change replies (part of every cached prompt hash)."""
         return {}
+
+    def redact(self, text):
+        """``text`` with credentials removed (see :func:`redact`); backends that hold a key
+        also remove that key."""
+        return redact(text)
+
+
+# =========================================================================== redaction
+REDACTED = "[REDACTED]"
+# header-like ``name: value`` / ``name=value`` pairs whose value is a credential; also when
+# the quotes around them are JSON-escaped (\") or the separator is URL-encoded
+_CRED_PAIR_RE = re.compile(
+    r"(?i)((?:proxy-)?authorization|x-api-key|api[-_]?key|access[-_]?token|client[-_]?secret)"
+    r"((?:\\*[\"'])?\s*(?::|=|%3A|%3D)\s*(?:\\*[\"'])?\s*)"
+    r"(?:(?:bearer|basic|token)(?:\s+|%20|\+|\\+u0020))?"
+    r"(?!(?:bearer|basic|token)\b)"
+    r"[^\s\"'\\,;&<>{}\[\]()]+")
+_BEARER_RE = re.compile(r"(?i)\b(bearer)(\s+|%20|\+|\\+u0020)[A-Za-z0-9\-._~+/=%]+")
+# OpenAI-style keys (sk-..., sk-proj-...): not inside a word, but also right after an escape
+# (\n, \t) or a percent-encoded byte (%22sk-...)
+_SK_RE = re.compile(r"(?:(?<![A-Za-z])|(?<=\\[nrtbfu])|(?<=%[0-9A-Fa-f]{2}))"
+                    r"sk-[A-Za-z0-9_\-]{8,}")
+
+
+def _hex_class(digits: str) -> str:
+    return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else c for c in digits)
+
+
+def _char_pattern(ch: str) -> str:
+    """Regex matching one character of a secret as written raw, percent-encoded (once or
+    twice), JSON-escaped (\\uXXXX, \\/ ..., at any escaping depth) or form-encoded."""
+    alts = {re.escape(ch)}
+    utf8 = ch.encode("utf-8")
+    alts.add("".join("%" + _hex_class(f"{b:02X}") for b in utf8))
+    alts.add("".join("%25" + _hex_class(f"{b:02X}") for b in utf8))
+    if ord(ch) < 0x10000:
+        alts.add(r"\\+u" + _hex_class(f"{ord(ch):04x}"))
+    if ch in "/\"\\":
+        alts.add(r"\\+" + re.escape(ch))
+    if ch == " ":
+        alts.add(r"\+")
+    return "(?:" + "|".join(sorted(alts)) + ")"
+
+
+@functools.lru_cache(maxsize=32)
+def _secrets_re(secrets: tuple[str, ...]) -> re.Pattern | None:
+    pats = ["".join(_char_pattern(c) for c in s) for s in sorted(set(secrets), key=len,
+                                                                  reverse=True) if s]
+    return re.compile("|".join(pats)) if pats else None
+
+
+def redact(text, secrets: Sequence[str | None] = ()):
+    """``text`` with credentials replaced by ``[REDACTED]``: every secret in ``secrets``
+    (the exact string, also URL-encoded or JSON-escaped), ``Bearer <token>``,
+    ``Authorization``/``api_key``-style ``name: value`` pairs and ``sk-...`` keys.
+    Idempotent; ``None`` stays ``None``, bytes are decoded (UTF-8, replacing errors), other
+    objects are converted with ``str``. Apply it before truncating a string, so that a cut
+    never leaves a partial secret behind."""
+    if text is None:
+        return None
+    if isinstance(text, (bytes, bytearray)):
+        text = bytes(text).decode("utf-8", "replace")
+    elif not isinstance(text, str):
+        text = str(text)
+    keys = tuple(s for s in secrets if s)
+    if keys:
+        rx = _secrets_re(keys)
+        if rx is not None:
+            text = rx.sub(REDACTED, text)
+    text = _CRED_PAIR_RE.sub(lambda m: m.group(1) + m.group(2) + REDACTED, text)
+    text = _BEARER_RE.sub(lambda m: m.group(1) + m.group(2) + REDACTED, text)
+    return _SK_RE.sub(REDACTED, text)
 
 
 # =========================================================================== local models
@@ -373,7 +470,124 @@ def image_data_uri(frame: np.ndarray, fmt: str = "jpeg") -> str:
     raise ValueError(f"image format {fmt!r}: use 'jpeg' or 'png'")
 
 
-_RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+# HTTP statuses worth another request: request timeout, conflict, too early, rate limit
+# and the server-side errors that are usually transient (not 501/505: those never heal)
+RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 507, 520, 521, 522, 523,
+                          524, 529})
+_RETRY_STATUS = RETRY_STATUS        # old name
+
+# kinds of transport failure (BackendError.kind, the record's extra["failure"])
+FAILURE_KINDS = ("http_status", "incomplete_read", "timeout", "connection", "protocol",
+                 "non_json", "bad_shape", "tls", "network")
+
+
+def status_is_retryable(status: int) -> bool:
+    return int(status) in RETRY_STATUS or (500 <= int(status) <= 599
+                                           and int(status) not in (501, 505))
+
+
+class BadReplyError(ValueError):
+    """A complete HTTP 200 whose body is not a usable chat completion."""
+
+    def __init__(self, kind: str, detail: str, body: bytes):
+        super().__init__(detail)
+        self.kind = kind            # "non_json" | "bad_shape"
+        self.detail = detail
+        self.body = body
+
+
+@dataclass
+class TransportFailure:
+    """One failed HTTP request, classified. ``detail`` and ``body`` are NOT redacted yet:
+    the client redacts them (:meth:`OpenAIChatBackend.redact`) before they go anywhere."""
+
+    kind: str                       # one of FAILURE_KINDS
+    retryable: bool
+    detail: str                     # one line: what went wrong
+    status: int | None = None       # HTTP status, when one was received
+    body: bytes | None = None       # the (partial) response body, when one was received
+    retry_after: str | None = None  # the server's Retry-After header
+
+
+def _read_error_body(e: urllib.error.HTTPError, limit: int = 65536) -> bytes:
+    """As much of an error response's body as arrives (a cut-off one gives its part)."""
+    if not e.fp:
+        return b""
+    try:
+        return e.read(limit) or b""
+    except http.client.IncompleteRead as inner:
+        return bytes(inner.partial or b"")
+    except (OSError, http.client.HTTPException, ValueError):
+        return b""
+
+
+def classify_transport_error(exc: BaseException) -> TransportFailure | None:
+    """The one place that decides whether a failed request is worth repeating.
+
+    Retryable: HTTP 408/409/425/429 and transient 5xx, timeouts, connection resets and
+    refusals, a server that closes without a reply (``RemoteDisconnected``), a reply cut off
+    mid-body (``http.client.IncompleteRead``) and any other ``http.client.HTTPException``,
+    other network ``OSError``\\ s, a 200 whose body is not JSON or has no ``choices``.
+    Not retryable: other HTTP 4xx (bad request, bad key, unknown model), TLS certificate
+    errors. Returns None for exceptions that are not transport failures (programming
+    errors, which must propagate)."""
+    if isinstance(exc, urllib.error.HTTPError):
+        retry_after = exc.headers.get("Retry-After") if exc.headers else None
+        body = _read_error_body(exc)
+        try:
+            exc.close()
+        except Exception:       # noqa: BLE001 - closing a dead socket may fail; harmless
+            pass
+        return TransportFailure("http_status", status_is_retryable(exc.code),
+                                f"HTTP {exc.code} {exc.reason}", exc.code, body, retry_after)
+    if isinstance(exc, BadReplyError):
+        return TransportFailure(exc.kind, True, f"HTTP 200 {exc.detail}", 200, exc.body)
+    if isinstance(exc, http.client.IncompleteRead):
+        got = len(exc.partial or b"")
+        more = f", {exc.expected} more expected" if exc.expected is not None else ""
+        return TransportFailure("incomplete_read", True,
+                                f"reply cut off mid-body (IncompleteRead: {got} bytes "
+                                f"read{more})", 200, bytes(exc.partial or b""))
+    if isinstance(exc, urllib.error.URLError):
+        reason = exc.reason
+        if isinstance(reason, BaseException):
+            inner = classify_transport_error(reason)
+            if inner is not None:
+                return inner
+        return TransportFailure("network", True, f"URLError: {reason}")
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return TransportFailure("tls", False, f"{type(exc).__name__}: {exc}")
+    if isinstance(exc, (TimeoutError, socket.timeout)):
+        return TransportFailure("timeout", True, f"TimeoutError: {exc or 'timed out'}")
+    if isinstance(exc, ConnectionError):        # reset, refused, aborted, RemoteDisconnected
+        return TransportFailure("connection", True, f"{type(exc).__name__}: {exc}")
+    if isinstance(exc, http.client.HTTPException):   # BadStatusLine, LineTooLong, ...
+        return TransportFailure("protocol", True, f"{type(exc).__name__}: {exc}")
+    if isinstance(exc, ssl.SSLError):
+        return TransportFailure("tls", True, f"{type(exc).__name__}: {exc}")
+    if isinstance(exc, OSError):
+        return TransportFailure("network", True, f"{type(exc).__name__}: {exc}")
+    return None
+
+
+def parse_completion(body: bytes) -> tuple[dict, str]:
+    """The JSON of a 200 reply and its text (``choices[0].message.content``); raises
+    :class:`BadReplyError` (retryable) when the body is not JSON or has no such message."""
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise BadReplyError("non_json", f"with a body that is not JSON ({e})", body) from None
+    try:
+        message = data["choices"][0]["message"]
+        content = message.get("content")
+    except (KeyError, IndexError, TypeError, AttributeError):
+        raise BadReplyError("bad_shape", "without choices[0].message", body) from None
+    if content is not None and not isinstance(content, str):
+        if isinstance(content, list):       # content parts: keep the text ones
+            content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+        else:
+            raise BadReplyError("bad_shape", "with a non-text message content", body)
+    return data, content or ""
 
 
 @dataclass
@@ -392,6 +606,7 @@ class OpenAIConfig:
     temperature: float = 0.0
     image_format: str = "jpeg"
     image_detail: str | None = "low"
+    max_raw_chars: int = 4000       # raw body kept on a failure (after redaction)
 
     @classmethod
     def from_env(cls, **overrides) -> "OpenAIConfig":
@@ -413,7 +628,12 @@ class OpenAIConfig:
 
 
 class OpenAIChatBackend(Backend):
-    """Client of an OpenAI-compatible chat-completions endpoint (urllib, thread-safe)."""
+    """Client of an OpenAI-compatible chat-completions endpoint (urllib, thread-safe).
+
+    Each :meth:`generate` makes up to ``max_retries + 1`` HTTP requests; every failed one is
+    classified by :func:`classify_transport_error`, and the reply (``Reply.http_requests``)
+    or the final :class:`BackendError` (``.http_requests``, ``.raw``, ``.kind``) says how
+    many were made. Everything that leaves the client goes through :meth:`redact`."""
 
     kind = "openai"
     supports_images = True
@@ -426,15 +646,47 @@ class OpenAIChatBackend(Backend):
         self.log = log
         self._rng = random.Random(0)
         self._rng_lock = threading.Lock()
+        # an opener of our own, HTTP debug output off: a process-wide opener installed with
+        # HTTPHandler(debuglevel=1) would print every request header, the key included
+        self._opener = urllib.request.build_opener(urllib.request.HTTPHandler(debuglevel=0),
+                                                   urllib.request.HTTPSHandler(debuglevel=0))
 
     def __repr__(self) -> str:
-        return (f"OpenAIChatBackend(endpoint={self.config.endpoint!r}, model={self.model!r}, "
-                f"key={'set' if self.config.api_key else 'unset'})")
+        return (f"OpenAIChatBackend(endpoint={self.redact(self.config.endpoint)!r}, "
+                f"model={self.model!r}, key={'set' if self.config.api_key else 'unset'})")
 
     def settings(self) -> dict:
         return {"temperature": self.config.temperature, "image_format": self.config.image_format,
                 "image_detail": self.config.image_detail}
 
+    # ------------------------------------------------------------------ redaction
+    def redact(self, text):
+        """``text`` without the configured key (raw, URL-encoded, JSON-escaped), bearer
+        tokens and ``sk-...`` keys."""
+        return redact(text, (self.config.api_key,))
+
+    def _say(self, message: str) -> None:
+        self.log(self.redact(message))
+
+    def _error(self, message: str, failure: TransportFailure | None,
+               requests: int) -> BackendError:
+        raw = None
+        if failure is not None and failure.body is not None:
+            raw = self.redact(failure.body)[: max(0, int(self.config.max_raw_chars))]
+        return BackendError(self.redact(message), kind=failure.kind if failure else None,
+                            raw=raw, http_requests=requests,
+                            status=failure.status if failure else None,
+                            retryable=failure.retryable if failure else None)
+
+    def _describe(self, failure: TransportFailure, limit: int = 300) -> str:
+        """One redacted line: the failure and the start of its body."""
+        text = failure.detail
+        if failure.body:
+            body = " ".join(self.redact(failure.body).split())
+            text += f": {body[:limit]}"
+        return self.redact(text)
+
+    # ------------------------------------------------------------------ requests
     def build_payload(self, messages: Sequence[Message], images: Sequence[np.ndarray] | None,
                       max_new_tokens: int) -> dict:
         """Request body: images become ``image_url`` parts of the last user message."""
@@ -451,19 +703,22 @@ class OpenAIChatBackend(Backend):
         return {"model": self.model, "messages": msgs, "max_tokens": int(max_new_tokens),
                 "temperature": self.config.temperature}
 
-    def _post(self, body: bytes) -> dict:
+    def _post(self, body: bytes) -> tuple[dict, str]:
+        """One HTTP request: the parsed completion and its text, or an exception for
+        :func:`classify_transport_error`."""
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self.config.api_key:
             headers["Authorization"] = f"Bearer {self.config.api_key}"
         req = urllib.request.Request(self.config.endpoint, data=body, headers=headers,
                                      method="POST")
-        with urllib.request.urlopen(req, timeout=self.config.timeout_s) as r:
-            return json.loads(r.read().decode("utf-8"))
+        with self._opener.open(req, timeout=self.config.timeout_s) as r:
+            raw = r.read()
+        return parse_completion(raw)
 
     def _delay(self, attempt: int, retry_after: str | None) -> float:
         if retry_after:
             try:
-                return min(float(retry_after), self.config.backoff_max_s)
+                return max(0.0, min(float(retry_after), self.config.backoff_max_s))
             except ValueError:
                 pass
         base = min(self.config.backoff_s * (2 ** attempt), self.config.backoff_max_s)
@@ -474,42 +729,45 @@ class OpenAIChatBackend(Backend):
                  max_new_tokens: int = 256) -> Reply:
         payload = self.build_payload(messages, images, max_new_tokens)
         body = json.dumps(payload).encode("utf-8")
+        endpoint = self.config.endpoint
         t0 = time.perf_counter()
-        last_error = ""
-        for attempt in range(self.config.max_retries + 1):
-            retry_after = None
+        tries = max(0, int(self.config.max_retries)) + 1
+        failure: TransportFailure | None = None
+        result: tuple[dict, str] | None = None
+        requests = 0
+        for attempt in range(tries):
+            requests += 1
             try:
-                data = self._post(body)
+                result = self._post(body)
                 break
-            except urllib.error.HTTPError as e:
-                detail = e.read()[:300].decode("utf-8", "replace") if e.fp else ""
-                last_error = f"HTTP {e.code}: {detail}"
-                if e.code not in _RETRY_STATUS:
-                    raise BackendError(f"{self.config.endpoint} answered {last_error}") from None
-                retry_after = e.headers.get("Retry-After") if e.headers else None
-            except (urllib.error.URLError, TimeoutError, socket.timeout, ConnectionError) as e:
-                reason = getattr(e, "reason", e)
-                last_error = f"{type(e).__name__}: {reason}"
-            except (json.JSONDecodeError, UnicodeDecodeError) as e:
-                raise BackendError(f"{self.config.endpoint} answered with a body that is not "
-                                   f"JSON ({e})") from None
-            if attempt < self.config.max_retries:
-                delay = self._delay(attempt, retry_after)
-                self.log(f"{self.config.endpoint}: {last_error.splitlines()[0][:120]}; retry "
-                         f"{attempt + 1}/{self.config.max_retries} in {delay:.1f} s")
+            except (OSError, http.client.HTTPException, BadReplyError) as e:
+                failure = classify_transport_error(e)
+                if failure is None:                   # not a transport failure
+                    raise
+            if not failure.retryable:
+                raise self._error(f"{endpoint} answered {self._describe(failure)}", failure,
+                                  requests) from None
+            if attempt + 1 < tries:
+                delay = self._delay(attempt, failure.retry_after)
+                self._say(f"{endpoint}: {self._describe(failure, 120)}; retry "
+                          f"{attempt + 1}/{tries - 1} in {delay:.1f} s")
                 time.sleep(delay)
-        else:
-            raise BackendError(f"{self.config.endpoint}: no reply after "
-                               f"{self.config.max_retries + 1} attempts (last: {last_error})")
-        try:
-            text = data["choices"][0]["message"]["content"] or ""
-        except (KeyError, IndexError, TypeError):
-            raise BackendError(f"{self.config.endpoint}: unexpected response shape "
-                               f"{json.dumps(data)[:300]}") from None
-        usage = data.get("usage") or {}
-        return Reply(text.strip(), int(usage.get("prompt_tokens") or 0),
-                     int(usage.get("completion_tokens") or 0), time.perf_counter() - t0,
-                     len(images) if images is not None else 0)
+        if result is None:
+            assert failure is not None
+            raise self._error(f"{endpoint}: no reply after {requests} attempts (last: "
+                              f"{self._describe(failure)})", failure, requests) from None
+        data, text = result
+        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+        return Reply(self.redact(text.strip()), _int(usage.get("prompt_tokens")),
+                     _int(usage.get("completion_tokens")), time.perf_counter() - t0,
+                     len(images) if images is not None else 0, http_requests=requests)
+
+
+def _int(x) -> int:
+    try:
+        return int(x or 0)
+    except (TypeError, ValueError):
+        return 0
 
 
 # =========================================================================== released

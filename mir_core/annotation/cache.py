@@ -7,7 +7,13 @@ anywhere loses at most the item being written: on open, a truncated last line is
 (and reported), a malformed line elsewhere raises :class:`CacheError` naming the file and
 line.
 
-API keys are never part of a record (the backends do not pass them to the cache).
+API keys are never part of a record: the backends do not pass them to the cache, and the
+chain runs every error text and raw body through the backend's ``redact`` before ``put``.
+
+``attempts`` counts the backend calls of an item (a reply that did not parse is asked
+again), ``http_requests`` the HTTP requests those calls made, the client's own retries
+included (0 for backends that are not HTTP); ``raw_body`` keeps the last raw HTTP body
+(redacted, truncated) of an item the backend could not answer.
 """
 from __future__ import annotations
 
@@ -47,7 +53,9 @@ class CacheRecord:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     latency_s: float = 0.0
-    attempts: int = 1
+    attempts: int = 1                      # backend calls (parse retries included)
+    http_requests: int = 0                 # HTTP requests of those calls (transport retries)
+    raw_body: str | None = None            # last raw HTTP body of a transport failure
     created: float = field(default_factory=time.time)
     extra: dict = field(default_factory=dict)
 

@@ -16,6 +16,7 @@ and a :class:`RunStats`.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -29,6 +30,7 @@ import pandas as pd
 from .. import paths
 from ..data import ASPECTS, DATASETS, MIRSplit, get_spec, load_split
 from .backends import Backend, BackendError, ReleasedBackend, Reply, UnsupportedError
+from .backends import redact as redact_text
 from .cache import CacheRecord, ReplyCache, prompt_sha256
 from .parsing import (extract_cues, normalise_cue, order_to_text, parse_label_descriptions,
                       parse_rank)
@@ -42,6 +44,9 @@ RANK_MODES = ("generate", "loglik")
 # content-free prompt (intent and descriptions "N/A"), which removes the model's prior
 # preference for an order (contextual calibration, Zhao et al. 2021).
 LOGLIK_NORMS = ("total", "mean", "calibrated")
+# what a backend raises when it could not answer (recorded, the step goes on); anything
+# else is a bug and stops the step
+_TRANSPORT_ERRORS = (BackendError, TimeoutError, ConnectionError, http.client.HTTPException)
 CUE_RETRY_LINE = "Please list the perspectives as a numbered list, one short name per line."
 
 
@@ -111,7 +116,8 @@ class RunStats:
     cache_hits: int = 0
     failures: int = 0                # items whose reply could not be parsed (after retries)
     transport_failures: int = 0      # items the backend could not answer (not cached as done)
-    attempts: int = 0                # backend calls (retries included)
+    attempts: int = 0                # backend calls (parse retries included)
+    http_requests: int = 0           # HTTP requests of those calls (transport retries included)
     wall_s: float = 0.0
     llm_s: float = 0.0               # time inside backend calls
     prompt_tokens: int = 0           # of queried items
@@ -153,7 +159,27 @@ class _Outcome:
     latency_s: float = 0.0
     attempts: int = 1
     images_sent: int = 0
+    http_requests: int = 0
+    raw_body: str | None = None
     extra: dict = field(default_factory=dict)
+
+
+def _transport_outcome(backend: Backend, e: BaseException, out: _Outcome | None = None) -> _Outcome:
+    """A recorded transport failure: the (redacted) error, the raw body the backend kept,
+    the HTTP requests it made; ``out`` holds what earlier calls of the item produced."""
+    redact = getattr(backend, "redact", None) or redact_text
+    out = out or _Outcome(raw=None, parsed=None, ok=False)
+    out.ok, out.parsed = False, None
+    if isinstance(out.raw, list) and not out.raw:
+        out.raw = None
+    out.error = redact(f"backend: {e}")
+    out.http_requests += int(getattr(e, "http_requests", 0) or 0)
+    out.raw_body = redact(getattr(e, "raw", None))
+    out.extra = {**out.extra, "transport_error": True,
+                 "failure": getattr(e, "kind", None) or type(e).__name__}
+    if getattr(e, "status", None) is not None:
+        out.extra["http_status"] = e.status
+    return out
 
 
 @dataclass
@@ -317,16 +343,16 @@ class AnnotationChain:
         def work(it: _Item, sha: str) -> CacheRecord:
             try:
                 out = it.run()
-            except (BackendError, TimeoutError, ConnectionError) as e:
+            except _TRANSPORT_ERRORS as e:
                 if isinstance(e, UnsupportedError):
                     raise
-                out = _Outcome(raw=None, parsed=None, ok=False, error=f"backend: {e}",
-                               extra={"transport_error": True})
+                out = _transport_outcome(b, e)
             rec = CacheRecord(step=step, backend=b.kind, model=b.model, prompt_sha256=sha,
                               sample_id=it.sample_id, raw=out.raw, parsed=out.parsed, ok=out.ok,
                               error=out.error, prompt_tokens=out.prompt_tokens,
                               completion_tokens=out.completion_tokens, latency_s=out.latency_s,
-                              attempts=out.attempts,
+                              attempts=out.attempts, http_requests=out.http_requests,
+                              raw_body=out.raw_body,
                               extra={**out.extra, "images_sent": out.images_sent})
             self.cache.put(rec)
             return rec
@@ -359,6 +385,7 @@ class AnnotationChain:
                         stats.failures += 1
                 if i in queried_idx:
                     stats.attempts += rec.attempts
+                    stats.http_requests += rec.http_requests
                     stats.llm_s += rec.latency_s
                     stats.prompt_tokens += rec.prompt_tokens
                     stats.completion_tokens += rec.completion_tokens
@@ -369,14 +396,24 @@ class AnnotationChain:
                                parse: Callable[[str], tuple[bool, object, str | None]],
                                retry_line: str) -> _Outcome:
         """Generate, parse; on an unparsable reply ask again (bounded), showing the model
-        its previous reply. The outcome keeps every raw reply."""
+        its previous reply. The outcome keeps every raw reply, counts the backend calls
+        (``attempts``) and the HTTP requests they made (``http_requests``); a call the
+        backend cannot answer ends the item as a recorded transport failure that keeps
+        what the earlier calls produced."""
         raws: list[str] = []
         out = _Outcome(raw=raws, parsed=None, ok=False, attempts=0)
         msgs = list(messages)
         for attempt in range(self.config.max_retries + 1):
-            reply: Reply = self.backend.generate(msgs, images=images, max_new_tokens=max_new_tokens)
-            raws.append(reply.text)
             out.attempts += 1
+            try:
+                reply: Reply = self.backend.generate(msgs, images=images,
+                                                     max_new_tokens=max_new_tokens)
+            except _TRANSPORT_ERRORS as e:
+                if isinstance(e, UnsupportedError):
+                    raise
+                return _transport_outcome(self.backend, e, out)
+            raws.append(reply.text)
+            out.http_requests += int(getattr(reply, "http_requests", 0) or 0)
             out.prompt_tokens += reply.prompt_tokens
             out.completion_tokens += reply.completion_tokens
             out.latency_s += reply.latency_s
