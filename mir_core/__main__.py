@@ -52,7 +52,11 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
 
-    d = sub.add_parser("download", help="fetch a dataset (falls back to $MIR_DATA_MIRROR)")
+    d = sub.add_parser("download", help="fetch a dataset (falls back to $MIR_DATA_MIRROR)",
+                       description="Fetch a released dataset into <dest> (default "
+                       "$MIR_DATA_DIR/lgsrr), checksums verified. Your own data is not "
+                       "downloaded: put its files under the data root as "
+                       "docs/BRING_YOUR_OWN_DATA.md describes.")
     d.add_argument("--dataset", nargs="+", default=["MIntRec2.0", "IEMOCAP-DA"])
     d.add_argument("--dest", default=None)
 

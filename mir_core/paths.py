@@ -9,6 +9,8 @@ current working directory (the repository root when run through `make`).
 | ``MIR_CACHE_DIR``   | feature store, converted models, LLM reply caches    | ``<MIR_DATA_DIR>/cache`` |
 | ``MIR_DATA_MIRROR`` | local mirror of the upstream files (offline machines) | unset       |
 | ``MIR_OFFLINE``     | ``1``: never touch the network                       | unset       |
+| ``MIR_CUSTOM_SPLITS`` | ``1``: accept unpublished split sizes / shared keys | unset       |
+| ``MIR_DATASET_SPEC`` | spec file(s) of your own datasets (``os.pathsep``)  | unset       |
 """
 from __future__ import annotations
 

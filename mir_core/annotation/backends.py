@@ -150,7 +150,7 @@ def _hex_class(digits: str) -> str:
 
 def _char_pattern(ch: str) -> str:
     """Regex matching one character of a secret as written raw, percent-encoded (once or
-    twice), JSON-escaped (\\uXXXX, \\/ ..., at any escaping depth) or form-encoded."""
+    twice), JSON-escaped (\\u-escapes, \\/ ..., at any escaping depth) or form-encoded."""
     alts = {re.escape(ch)}
     utf8 = ch.encode("utf-8")
     alts.add("".join("%" + _hex_class(f"{b:02X}") for b in utf8))

@@ -135,8 +135,9 @@ class RunLock:
 
 
 def data_checksums(dataset: str, root: Path) -> dict[str, str]:
-    spec = get_spec(dataset)
-    return {rel: sha256_of(root / rel) for rel in spec.files() if (root / rel).exists()}
+    spec = get_spec(dataset, root)
+    return {rel: sha256_of(spec.path(root, rel)) for rel in spec.files()
+            if spec.path(root, rel).exists()}
 
 
 def _diff(old, new, prefix: str = "") -> list[str]:
@@ -177,10 +178,10 @@ def run(spec: RunSpec, data_root: str | Path | None = None, out_dir: str | Path 
     """Train and test one configuration over seeds; returns the summary dict."""
     from accelerate import Accelerator
 
+    root = Path(data_root) if data_root is not None else paths.data_dir() / "lgsrr"
+    ds = get_spec(spec.dataset, root)          # also finds a user's dataset spec file
     cfg, options = spec.validate()
     method = get_method(spec.method)
-    ds = get_spec(spec.dataset)
-    root = Path(data_root) if data_root is not None else paths.data_dir() / "lgsrr"
     folder = paths.output_dir(out_dir) / "runs" / ds.name / spec.run_name()
 
     # everything that can fail on bad input happens before the run folder exists
