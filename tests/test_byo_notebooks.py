@@ -118,3 +118,17 @@ def test_notebook_03_on_byo_dataset(byo_root, tmp_path):
     assert rec["audio_summary"]["shape"] == [4, 400, 384]
     clips = (folder / "clips" / "manifest.csv").read_text()
     assert "Complain" in clips
+
+
+@fault(area="data", case="notebook 04 on a bring-your-own dataset (text + labels only)",
+       before="crashed at the paper-comparison table; --method lgsrr failed after creating "
+              "a run folder, without saying what to do",
+       after="text-only trains; LGSRR skipped with a sentence; no paper rows, said so")
+def test_notebook_04_on_byo_dataset(byo_root, tmp_path):
+    rec, text, folder = _run("04", byo_root, tmp_path)
+    assert list(rec["summaries"]) == ["text"]
+    assert 0.0 <= rec["summaries"]["text"]["test"]["ACC"]["mean"] <= 100.0
+    assert "lgsrr** is skipped: it reads the three descriptions" in text
+    assert f"The paper reports no numbers for {NAME}" in text
+    assert not any(r["system"].startswith("paper:") for r in rec["results_table"])
+    assert not (folder / "runs" / NAME / "lgsrr-cpu-epochs=2-n400-e200").exists()
