@@ -53,3 +53,31 @@ def edit_line(path: Path, line_no: int, fn) -> None:
     fields = lines[line_no - 1].rstrip("\n").split("\t")
     lines[line_no - 1] = "\t".join(fn(fields)) + "\n"
     path.write_text("".join(lines), encoding="utf-8")
+
+
+# --------------------------------------------------------------------------- fault table
+# With MIR_FAULT_TABLE=<file.json>, every test marked @pytest.mark.fault records its case and
+# outcome there (tools/fault_table.py renders the table of docs/RESULTS.md from it).
+_FAULTS: dict = {}
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    mark = item.get_closest_marker("fault")
+    if mark is None or not os.environ.get("MIR_FAULT_TABLE"):
+        return
+    if report.when == "call" or (report.failed and report.when == "setup"):
+        kw = {k: str(v) for k, v in mark.kwargs.items()}
+        row = _FAULTS.setdefault(f"{kw.get('area')}|{kw.get('case')}",
+                                 {**kw, "tests": 0, "passed": 0})
+        row["tests"] += 1
+        row["passed"] += int(report.passed)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    path = os.environ.get("MIR_FAULT_TABLE")
+    if path and _FAULTS:
+        import json
+        Path(path).write_text(json.dumps(list(_FAULTS.values()), indent=2))
