@@ -205,3 +205,13 @@ def test_partial_finetune_trains_the_top_layer(data_root, tmp_path):
     state = torch.load(Path(s["folder"]) / "seed_0" / "best.pt")
     assert any(k.startswith("encoder.layers.0.") for k in state)
     assert s["regime"] == "partial" and s["test"]["F1"]["n"] == 1
+
+
+def test_fingerprint_holds_a_code_digest(data_root, tmp_path):
+    from mir_core.models import get_method
+    from mir_core.training.runs import code_digest
+    spec = RunSpec(dataset="MIntRec2.0", method="text", seeds=(0,), max_train=60, max_eval=30,
+                   overrides={"epochs": 1})
+    s = run(spec, data_root=data_root, out_dir=tmp_path, **QUIET)
+    fp = json.loads((Path(s["folder"]) / "seed_0" / "fingerprint.json").read_text())
+    assert fp["code"] == code_digest(get_method("text")) != code_digest(get_method("lgsrr"))

@@ -8,7 +8,7 @@ train split, for methods that have scores), ``best.pt`` and ``fingerprint.json``
 
 Resume: a finished seed is reused only when its fingerprint (the run spec, the full train
 config, the method's resolved options, the data files' sha256, a digest of the very input
-tensors, the seed) equals the current one; otherwise the run refuses with a message naming
+tensors, a digest of the code that computes the numbers, the seed) equals the current one; otherwise the run refuses with a message naming
 what differs (start a separate run with ``name=`` / ``--name``, or retrain with
 ``resume=False`` / ``--fresh``). A process holds an exclusive lock on the folder while it
 writes; a second process on the same folder stops at once with a clear error.
@@ -20,6 +20,7 @@ then says so instead of silently mixing the two.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -140,6 +141,23 @@ def data_checksums(dataset: str, root: Path) -> dict[str, str]:
             if spec.path(root, rel).exists()}
 
 
+def code_digest(method) -> str:
+    """sha256 over the source files that compute a run's numbers (the method's model file,
+    the source encoders, the losses, the loop and the input builder): a changed model or
+    loss makes old seeds stale even when every setting is the same."""
+    import inspect
+
+    from .. import losses
+    from ..models import encoders
+    from . import inputs, loop
+    mods = {inspect.getmodule(method.build), encoders, losses, inputs, loop}
+    h = hashlib.sha256()
+    for path in sorted(Path(inspect.getsourcefile(m)) for m in mods):
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def _diff(old, new, prefix: str = "") -> list[str]:
     """Readable differences between two fingerprints."""
     if isinstance(old, dict) and isinstance(new, dict):
@@ -203,6 +221,7 @@ def run(spec: RunSpec, data_root: str | Path | None = None, out_dir: str | Path 
         "train_config": asdict(cfg),
         "data": data_checksums(ds.name, root),
         "inputs": {k: v.digest for k, v in data.splits.items()},
+        "code": code_digest(method),
         "world_size": 1,
     }
 
