@@ -50,15 +50,12 @@ CASES = {
     "1gb": {"tokens": ((4 * N_TRAIN, 50, 384), np.float16)},
 }
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import machine_info  # noqa: E402
+
 
 def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    return machine_info()["cpu"]
 
 
 def best(fn, repeat: int, before=None) -> float:

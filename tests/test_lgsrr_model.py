@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from mir_core.losses import aspect_relevance, neural_ndcg
-from mir_core.models import (LGSRR, FullEncoder, LGSRRConfig, LGSRRHead, LGSRROptions,
+from mir_core.models import (FullEncoder, LGSRRConfig, LGSRRHead, LGSRROptions,
                              PooledFeatures, TextOnly, TopLayers, get_method)
 
 

@@ -23,12 +23,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..data import ASPECT_SHORT, DataError, MIRSplit
+from ..data import DataError, MIRSplit
+from ..features.text import source_texts
 from ..models.encoders import FullEncoder, PooledFeatures, TopLayers
 from .config import TrainConfig
-
-SOURCE_KEYS = ("text", *ASPECT_SHORT)        # the registry's source names
-
 
 @dataclass
 class SplitInputs:
@@ -72,10 +70,6 @@ def _labels_and_ranks(split: MIRSplit, uses_ranks: bool) -> dict[str, torch.Tens
     if uses_ranks and split.has_ranks:
         t["rank_order"] = torch.from_numpy(split.rank_order)
     return t
-
-
-def source_texts(split: MIRSplit, source: str) -> list[str]:
-    return split.texts if source == "text" else split.descriptions(source)
 
 
 def frozen_inputs(split: MIRSplit, cfg: TrainConfig, sources, uses_ranks: bool, store=None,
