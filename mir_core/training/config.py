@@ -119,41 +119,32 @@ class TrainConfig:
         need(bool(str(self.encoder).strip()), "encoder must name a text encoder")
 
 
+_KINDS = {bool: "True or False", int: "an integer", float: "a number", str: "a string"}
+
+
 def _coerce(name: str, value, hint):
     """'1e-3' -> 1e-3 for a float field etc.; a wrong type is a ConfigError naming it."""
+    if hint not in _KINDS:
+        return value
     if hint is bool:
         if isinstance(value, bool):
             return value
         if isinstance(value, str) and value.lower() in ("true", "false"):
             return value.lower() == "true"
-        raise ConfigError(f"{name} must be True or False, got {value!r}")
-    if hint is int:
-        if isinstance(value, bool):
-            raise ConfigError(f"{name} must be an integer, got {value!r}")
-        if isinstance(value, int):
+    elif hint is str:
+        if isinstance(value, str):
             return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
+    elif not isinstance(value, bool):                 # int or float field
         if isinstance(value, str):
             try:
-                return int(value)
+                return hint(value)
             except ValueError:
                 pass
-        raise ConfigError(f"{name} must be an integer, got {value!r}")
-    if hint is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        elif hint is float and isinstance(value, (int, float)):
             return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{name} must be a number, got {value!r}")
-    if hint is str:
-        if isinstance(value, str):
-            return value
-        raise ConfigError(f"{name} must be a string, got {value!r}")
-    return value
+        elif isinstance(value, int) or (isinstance(value, float) and value.is_integer()):
+            return int(value)
+    raise ConfigError(f"{name} must be {_KINDS[hint]}, got {value!r}")
 
 
 # The official scripts' hyper-parameters: bert-large-uncased fine-tuned, batch 32, eval
