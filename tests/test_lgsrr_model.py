@@ -11,7 +11,8 @@ from mir_core.models import (FullEncoder, LGSRRConfig, LGSRRHead, LGSRROptions,
                              PooledFeatures, TextOnly, TopLayers, get_method)
 
 
-SWITCHES = ("use_importance", "use_complementarity", "use_inconsistency", "relevance")
+SWITCHES = ("use_importance", "use_complementarity", "use_inconsistency", "relevance",
+            "aspects")
 
 
 def _head(fusion="eq12", **kw):
@@ -75,6 +76,59 @@ def test_fusion_output_sizes_and_sum():
     h = _head("sum")
     expected = h.classifier(feats[:, 0] + feats[:, 1:].sum(1))
     assert torch.allclose(h(feats).logits, expected, atol=1e-6)
+
+
+def _relu(x):
+    return np.maximum(x, 0)
+
+
+def _lin(layer, x):
+    return x @ layer.weight.detach().double().numpy().T + layer.bias.detach().double().numpy()
+
+
+@pytest.mark.parametrize("fusion", ["sum", "and", "not", "combination"])
+def test_classic_relations_match_numpy(fusion):
+    """Table 5 (Sec. 4.6): Or = sum, And = Hadamard product, Not = pairwise differences
+    concatenated + Linear/ReLU, Combination = the three concatenated + Linear/ReLU."""
+    head = _head(fusion).double()
+    feats = torch.randn(5, 4, 8, dtype=torch.float64)
+    F = feats.numpy()
+    f_or, f_and = F.sum(1), F[:, 0] * F[:, 1] * F[:, 2] * F[:, 3]
+    fused = {"sum": f_or, "and": f_and}.get(fusion)
+    if fusion in ("not", "combination"):
+        pairs = [F[:, i] - F[:, j] for i in range(4) for j in range(i + 1, 4)]   # 6 pairs
+        f_not = _relu(_lin(head.not_net[0], np.concatenate(pairs, -1)))
+        fused = f_not if fusion == "not" else _relu(
+            _lin(head.comb_net[0], np.concatenate([f_or, f_and, f_not], -1)))
+    out = head(feats, labels=torch.tensor([0, 1, 2, 3, 4]), rank_order=torch.tensor([[2, 0, 1]] * 5))
+    np.testing.assert_allclose(out.logits.detach().numpy(), _lin(head.classifier, fused), rtol=1e-6)
+    assert out.scores == {} and set(out.losses) == {"cls"}     # no alpha, no L_rank
+
+
+def test_aspect_subsets_drop_exactly_those_sources():
+    feats = torch.randn(4, 4, 8)
+    ranks = torch.tensor([[2, 0, 1]] * 4)                     # I first, then A, then E
+    head = _head("official", aspects="AI")
+    changed = feats.clone()
+    changed[:, 2] += 5.0                                      # E is not used
+    assert torch.allclose(head(feats).logits, head(changed).logits)
+    changed = feats.clone()
+    changed[:, 3] += 5.0                                      # I is used
+    assert not torch.allclose(head(feats).logits, head(changed).logits)
+    out = head(feats, labels=torch.tensor([0, 1, 2, 3]), rank_order=ranks)
+    alpha = out.scores["alpha"]
+    assert torch.all(alpha[:, 2] == 0) and torch.allclose(alpha.sum(1), torch.ones(4))
+    assert torch.isnan(out.scores["beta"][:, 1]).all() and not torch.isnan(out.scores["beta"][:, [0, 2]]).any()
+    # the rank target keeps the LLM's relative order of the kept aspects: T=5, I=3, A=2
+    kept_alpha = alpha[:, [0, 1, 3]]
+    expected = neural_ndcg(kept_alpha, torch.tensor([[5.0, 2.0, 3.0]] * 4))
+    assert torch.allclose(out.losses["rank"], expected)
+    # the full set is the default model exactly
+    assert torch.allclose(_head("official", aspects="AEI")(feats).logits, _head("official")(feats).logits)
+    with pytest.raises(ValueError, match="aspects"):
+        LGSRROptions(aspects="AX").validate()
+    with pytest.raises(ValueError, match="aspects"):
+        LGSRROptions(aspects="").validate()
 
 
 def test_ablation_switches():
