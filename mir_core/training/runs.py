@@ -192,8 +192,16 @@ def _write_json(path: Path, obj) -> None:
 
 
 def run(spec: RunSpec, data_root: str | Path | None = None, out_dir: str | Path | None = None,
-        store=None, resume: bool = True, log=print, progress: bool = False) -> dict:
-    """Train and test one configuration over seeds; returns the summary dict."""
+        store=None, resume: bool = True, log=print, progress: bool = False,
+        stale: str = "error", on_seed=None) -> dict:
+    """Train and test one configuration over seeds; returns the summary dict.
+
+    ``stale``: what to do with a finished seed whose fingerprint differs from the current
+    one: ``"error"`` (default) refuses with a RunError naming the difference, ``"retrain"``
+    logs the difference and trains that seed again. ``on_seed(metrics, reused)`` is called
+    after every seed (a grid runner's progress bar and results log)."""
+    if stale not in ("error", "retrain"):
+        raise ConfigError(f"stale must be 'error' or 'retrain', got {stale!r}")
     from accelerate import Accelerator
 
     root = Path(data_root) if data_root is not None else paths.data_dir() / "lgsrr"
@@ -231,7 +239,8 @@ def run(spec: RunSpec, data_root: str | Path | None = None, out_dir: str | Path 
     try:
         with RunLock(folder):
             rows = _train_seeds(spec, method, options, cfg, ds, data, splits, folder, base_fp,
-                                resume, log, progress, Accelerator(mixed_precision=cfg.mixed_precision))
+                                resume, log, progress, Accelerator(mixed_precision=cfg.mixed_precision),
+                                stale, on_seed)
     except BaseException:
         if created and not any(folder.glob("seed_*/metrics.json")):
             shutil.rmtree(folder, ignore_errors=True)     # a failed start leaves nothing
@@ -255,7 +264,7 @@ def run(spec: RunSpec, data_root: str | Path | None = None, out_dir: str | Path 
 
 
 def _train_seeds(spec, method, options, cfg, ds, data, splits, folder, base_fp, resume, log,
-                 progress, accelerator) -> list[dict]:
+                 progress, accelerator, stale="error", on_seed=None) -> list[dict]:
     _write_json(folder / "config.json", {"spec": asdict(spec), "train_config": asdict(cfg),
                                          "options": asdict(options)})
     rows = []
@@ -269,12 +278,16 @@ def _train_seeds(spec, method, options, cfg, ds, data, splits, folder, base_fp, 
             if old == fp:
                 rows.append(json.loads(mfile.read_text()))
                 log(f"seed {seed}: done already ({mfile})")
+                if on_seed is not None:
+                    on_seed(rows[-1], True)
                 continue
             what = ("it has no fingerprint (written by an older version)" if old is None
                     else "; ".join(_diff(old, fp)[:6]))
-            raise RunError(f"{sdir} was trained with other settings ({what}); give this run "
-                           "another name (--name / RunSpec.name) or retrain it (--fresh / "
-                           "resume=False)")
+            if stale != "retrain":
+                raise RunError(f"{sdir} was trained with other settings ({what}); give this run "
+                               "another name (--name / RunSpec.name) or retrain it (--fresh / "
+                               "resume=False)")
+            log(f"seed {seed}: stale ({what}); retraining")
         with scoped_determinism(cfg.num_threads):
             res = train_one_seed(method, options, cfg, seed, data, ds.num_labels, accelerator,
                                  log=log, progress=progress, predict_train=bool(method.scores))
@@ -291,6 +304,8 @@ def _train_seeds(spec, method, options, cfg, ds, data, splits, folder, base_fp, 
         _write_json(ffile, fp)
         _write_json(mfile, res.metrics)  # written last: a seed counts as done only when complete
         rows.append(res.metrics)
+        if on_seed is not None:
+            on_seed(res.metrics, False)
     return rows
 
 

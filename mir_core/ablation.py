@@ -1,0 +1,317 @@
+"""Ablation grids: the LGSRR paper's Tables 2, 5, 6 and 8 as multi-seed experiments.
+
+A grid is a list of :class:`Variant` rows (one switch each, :data:`VARIANTS`) crossed with a
+dataset, a preset and seeds. :func:`run_grid` trains them in order through
+:func:`mir_core.training.runs.run`, so every seed is fingerprinted: a finished seed is
+reused only when its fingerprint matches, a stale one is retrained (or refused, ``stale=
+"error"``), a killed run restarts where it stopped. Variants that compute the same thing
+(Table 2's "w/o SRR" and Table 5's "Or" are both summation fusion) share one run folder.
+Every finished seed is appended to ``<out>/ablations/<dataset>/<preset>/results.jsonl``
+(never rewritten); the tables are aggregated from the run folders.
+
+Statistics (:func:`compare`): per variant, mean ± std over seeds of the six metrics; the
+paired per-seed difference to the full model (same seeds), with the number of seeds whose
+difference has the sign of the mean, a paired t-test (``scipy.stats.ttest_rel``) and the
+reading "inside the seed spread" when ``|mean diff| <= pooled std`` of the two rows' seed
+values. The paper's number and its difference to the paper's full model sit beside each row.
+
+The variants here run on the released text + VideoLLaMA2 descriptions only: no video/audio
+features of the benchmarks exist on this machine, so Table 2's "w/o LGSE" (the paper: text,
+video and audio features of BERT, Swin and WavLM) is text alone here, and Table 6's
+additional aspects (TMS, IS, SD) were never released: its spirit (how many aspects help) is
+measured as subsets of A, E, I instead, with no paper number beside them.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import paths, reference
+from .metrics import METRICS
+from .training.config import ConfigError
+from .training.runs import RunSpec, run
+
+TABLES = ("2", "5", "6", "8", "fusion")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One row of an ablation table: a method and the one switch that differs."""
+
+    key: str                       # short id used on the command line, e.g. "no_rank"
+    label: str                     # the row's name in the table
+    tables: tuple[str, ...]        # which tables show it
+    method: str = "lgsrr"
+    options: dict = field(default_factory=dict)
+    overrides: dict = field(default_factory=dict)
+    paper: dict = field(default_factory=dict)   # {table: row name in reference.TABLE<n>}
+    note: str = ""
+
+    def spec(self, dataset: str, preset: str, seeds, extra: dict | None = None,
+             max_train=None, max_eval=None) -> RunSpec:
+        return RunSpec(dataset=dataset, method=self.method, preset=preset, seeds=tuple(seeds),
+                       options=dict(self.options), overrides={**(extra or {}), **self.overrides},
+                       max_train=max_train, max_eval=max_eval)
+
+
+FULL = Variant("full", "LGSRR (full, official fusion)", TABLES,
+               paper={"2": "Full", "5": "LGSRR", "6": "LGSRR (A+E+I)", "8": "Full"})
+
+VARIANTS: tuple[Variant, ...] = (
+    FULL,
+    # Table 2: the modules
+    Variant("text", "w/o LGSE: text only", ("2",), method="text", paper={"2": "w/o LGSE"},
+            note="no video/audio features exist here: text alone, not BERT+Swin+WavLM"),
+    Variant("no_rank", "w/o L_rank (lambda = 0)", ("2",), overrides={"rank_weight": 0.0},
+            paper={"2": "w/o Lrank"}),
+    Variant("no_srr", "w/o SRR: summation fusion", ("2",), options={"fusion": "sum"},
+            paper={"2": "w/o SRR"}),
+    # Table 8: the three relations
+    Variant("no_importance", "w/o relative importance (uniform alpha, no L_rank)", ("8",),
+            options={"use_importance": False}, paper={"8": "w/o Relative Importance"}),
+    Variant("no_complementarity", "w/o complementarity (beta = 1)", ("8",),
+            options={"use_complementarity": False}, paper={"8": "w/o Complementarity"}),
+    Variant("no_inconsistency", "w/o inconsistency", ("8",),
+            options={"use_inconsistency": False}, paper={"8": "w/o Inconsistency"}),
+    # Table 5: classic relations on the four features
+    Variant("or", "Or (sum)", ("5",), options={"fusion": "sum"}, paper={"5": "Or"}),
+    Variant("and", "And (Hadamard product)", ("5",), options={"fusion": "and"},
+            paper={"5": "And"}),
+    Variant("not", "Not (pairwise differences + nonlinear layer)", ("5",),
+            options={"fusion": "not"}, paper={"5": "Not"}),
+    Variant("combination", "Combination (Or, And, Not + nonlinear layer)", ("5",),
+            options={"fusion": "combination"}, paper={"5": "Combination"}),
+    # Table 6 spirit: number of aspects
+    *(Variant(f"aspects_{a}", f"aspects {'+'.join(a)}", ("6",), options={"aspects": a},
+              note="subset of the released aspects (the paper's Table 6 adds unreleased ones)")
+      for a in ("A", "E", "I", "AE", "AI", "EI")),
+    # the fusion form
+    Variant("eq12", "fusion eq12 (the paper's equations)", ("fusion",),
+            options={"fusion": "eq12"}),
+)
+
+BY_KEY = {v.key: v for v in VARIANTS}
+
+
+def select(tables=None, variants=None) -> list[Variant]:
+    """The grid's rows: the full model first, then the chosen tables' (or named) variants."""
+    tables = [str(t) for t in (tables or [])]
+    bad = [t for t in tables if t not in TABLES]
+    if bad:
+        raise ConfigError(f"unknown table(s) {bad}; choose from {list(TABLES)}")
+    names = list(variants or [])
+    unknown = [n for n in names if n not in BY_KEY]
+    if unknown:
+        raise ConfigError(f"unknown variant(s) {unknown}; choose from {sorted(BY_KEY)}")
+    if not tables and not names:
+        raise ConfigError("name at least one table (--tables) or variant (--variants)")
+    chosen = [FULL] + [v for v in VARIANTS if v is not FULL
+                       and (v.key in names or any(t in v.tables for t in tables))]
+    return chosen
+
+
+def grid_dir(dataset: str, preset: str, out_dir=None) -> Path:
+    return paths.output_dir(out_dir) / "ablations" / dataset / preset
+
+
+def run_grid(dataset: str, variants: list[Variant], seeds, preset: str = "cpu",
+             overrides: dict | None = None, data_root=None, out_dir=None, store=None,
+             stale: str = "retrain", max_train=None, max_eval=None, progress: bool = True,
+             log=print) -> dict:
+    """Train every (variant, seed) in order, reusing matching seeds; returns
+    ``{"summaries": {variant key: run summary}, "wall_seconds": ..., "trained": n}``."""
+    seeds = [int(s) for s in seeds]
+    specs = {v.key: v.spec(dataset, preset, seeds, overrides, max_train, max_eval)
+             for v in variants}
+    for s in specs.values():            # every bad setting is named before any training
+        s.validate()
+    folder = grid_dir(dataset, preset, out_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    log_path = folder / "results.jsonl"
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=len(variants) * len(seeds), desc=f"ablations {dataset} {preset}",
+                   unit="seed")
+    t0 = time.perf_counter()
+    trained = 0
+    summaries: dict[str, dict] = {}
+    by_run: dict[str, dict] = {}
+    try:
+        for v in variants:
+            spec = specs[v.key]
+            name = spec.run_name()
+            if name in by_run:          # the same computation under another row's name
+                summaries[v.key] = by_run[name]
+                if bar is not None:
+                    bar.update(len(seeds))
+                continue
+
+            def on_seed(metrics, reused, v=v, name=name):
+                nonlocal trained
+                trained += 0 if reused else 1
+                with open(log_path, "a") as fh:
+                    fh.write(json.dumps({
+                        "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "dataset": dataset,
+                        "preset": preset, "variant": v.key, "run": name,
+                        "seed": metrics["seed"], "reused": reused,
+                        **{k: metrics[k] for k in METRICS},
+                        "train_seconds": metrics.get("train_seconds")}) + "\n")
+                if bar is not None:
+                    bar.set_postfix_str(f"{v.key} seed {metrics['seed']}: "
+                                        f"F1 {metrics['F1']:.2f}")
+                    bar.update(1)
+
+            summ = run(spec, data_root=data_root, out_dir=out_dir, store=store, stale=stale,
+                       log=log, on_seed=on_seed)
+            summaries[v.key] = by_run[name] = summ
+    finally:
+        if bar is not None:
+            bar.close()
+    wall = time.perf_counter() - t0
+    return {"dataset": dataset, "preset": preset, "seeds": seeds, "summaries": summaries,
+            "variants": [v.key for v in variants], "wall_seconds": round(wall, 1),
+            "trained": trained}
+
+
+def _per_seed(summary: dict, metric: str) -> dict[int, float]:
+    return {int(r["seed"]): float(r[metric]) for r in summary["per_seed"]}
+
+
+def paired(variant: dict[int, float], full: dict[int, float]) -> dict:
+    """Paired per-seed difference variant - full over the seeds both have."""
+    from scipy import stats
+    seeds = sorted(set(variant) & set(full))
+    d = np.array([variant[s] - full[s] for s in seeds])
+    v = np.array([variant[s] for s in seeds])
+    f = np.array([full[s] for s in seeds])
+    n = len(d)
+    mean = float(d.mean()) if n else float("nan")
+    out = {"n": n, "delta": round(mean, 2),
+           "delta_std": round(float(d.std(ddof=1)), 2) if n > 1 else 0.0,
+           "same_sign": int(np.sum(np.sign(d) == np.sign(mean))) if n and mean != 0 else 0,
+           "p": float("nan")}
+    if n > 1 and np.any(d != d[0]):
+        out["p"] = round(float(stats.ttest_rel(v, f).pvalue), 4)
+    pooled = math.sqrt((v.std(ddof=1) ** 2 + f.std(ddof=1) ** 2) / 2) if n > 1 else 0.0
+    out["spread"] = round(pooled, 2)
+    out["inside_spread"] = bool(n < 2 or abs(mean) <= pooled)
+    return out
+
+
+def reading(p: dict) -> str:
+    """A plain-language verdict for one paired comparison."""
+    if p["n"] < 2:
+        return "one seed: no spread to compare against"
+    sign = "higher" if p["delta"] > 0 else "lower"
+    if p["inside_spread"]:
+        return f"inside the seed spread (±{p['spread']:.2f})"
+    consistent = p["same_sign"] == p["n"]
+    sig = "p < 0.05" if (p["p"] == p["p"] and p["p"] < 0.05) else f"p = {p['p']:.2f}"
+    return (f"{sign}, beyond the seed spread; {p['same_sign']}/{p['n']} seeds "
+            f"{'agree' if consistent else 'agree in sign'}, paired t-test {sig}")
+
+
+def _paper_row(dataset: str, table: str, row: str | None) -> dict | None:
+    if row is None or table == "fusion":
+        return None
+    tab = getattr(reference, f"TABLE{table}", {}).get(dataset, {})
+    return tab.get(row)
+
+
+def compare(grid: dict, metric: str = "F1") -> pd.DataFrame:
+    """One row per (table, variant): mean ± std of the six metrics, the paired difference of
+    ``metric`` to the full model, its reading, and the paper's numbers."""
+    dataset = grid["dataset"]
+    full = grid["summaries"]["full"]
+    shown = {t for k in grid["variants"] if k != "full" for t in BY_KEY[k].tables}
+    rows = []
+    for key in grid["variants"]:
+        v = BY_KEY[key]
+        s = grid["summaries"][key]
+        for table in (v.tables if key != "full" else [t for t in TABLES if t in shown]):
+            row = {"table": table, "variant": key, "row": v.label, "method": v.method,
+                   "run": s["run"], "seeds": len(s["per_seed"])}
+            for m in METRICS:
+                row[m] = s["test"][m]["mean"]
+                row[f"{m}_std"] = s["test"][m]["std"]
+            if key != "full":
+                p = paired(_per_seed(s, metric), _per_seed(full, metric))
+                row.update({f"d{metric}": p["delta"], f"d{metric}_std": p["delta_std"],
+                            "same_sign": p["same_sign"], "p": p["p"],
+                            "inside_spread": p["inside_spread"], "reading": reading(p)})
+            paper = _paper_row(dataset, table, v.paper.get(table))
+            paper_full = _paper_row(dataset, table, FULL.paper.get(table))
+            row[f"paper_{metric}"] = paper[metric] if paper else float("nan")
+            if paper and paper_full and key != "full":
+                row[f"paper_d{metric}"] = round(paper[metric] - paper_full[metric], 2)
+                row["sign_as_paper"] = bool(np.sign(row[f"paper_d{metric}"])
+                                            == np.sign(row[f"d{metric}"]))
+            row["note"] = v.note
+            rows.append(row)
+    df = pd.DataFrame(rows)
+    if not df.empty:
+        order = {t: i for i, t in enumerate(TABLES)}
+        df = df.sort_values("table", key=lambda c: c.map(order), kind="stable")
+    return df.reset_index(drop=True)
+
+
+def seed_deltas(grid: dict, metric: str = "F1") -> pd.DataFrame:
+    """Per-seed paired differences variant - full (one row per variant and seed)."""
+    full = _per_seed(grid["summaries"]["full"], metric)
+    rows = []
+    for key in grid["variants"]:
+        if key == "full":
+            continue
+        v = BY_KEY[key]
+        for seed, val in sorted(_per_seed(grid["summaries"][key], metric).items()):
+            if seed in full:
+                rows.append({"variant": key, "row": v.label, "table": v.tables[0],
+                             "seed": seed, "delta": round(val - full[seed], 4)})
+    return pd.DataFrame(rows, columns=["variant", "row", "table", "seed", "delta"])
+
+
+def markdown(df: pd.DataFrame, grid: dict, metric: str = "F1") -> str:
+    """The comparison as markdown tables, one per paper table."""
+    out = [f"### {grid['dataset']}, preset `{grid['preset']}`, seeds {grid['seeds']}\n"]
+    for table, part in df.groupby("table", sort=False):
+        title = f"Table {table}" if table != "fusion" else "Fusion form"
+        out.append(f"\n**{title}** (mean ± std over seeds; Δ = paired per-seed difference of "
+                   f"{metric} to the full model)\n")
+        out.append("| row | " + " | ".join(METRICS) + f" | Δ{metric} | reading | paper {metric}"
+                   f" | paper Δ |\n|---|" + "---|" * (len(METRICS) + 4))
+        for _, r in part.iterrows():
+            cells = [f"{r[m]:.2f} ± {r[m + '_std']:.2f}" for m in METRICS]
+            d = r.get(f"d{metric}")
+            dtxt = "" if d is None or d != d else f"{d:+.2f} ± {r[f'd{metric}_std']:.2f}"
+            pap = r.get(f"paper_{metric}")
+            ptxt = "" if pap is None or pap != pap else f"{pap:.2f}"
+            pd_ = r.get(f"paper_d{metric}")
+            pdtxt = "" if pd_ is None or pd_ != pd_ else f"{pd_:+.2f}"
+            read = r.get("reading")
+            read = "" if not isinstance(read, str) else read
+            if isinstance(r.get("note"), str) and r["note"]:
+                read = f"{read} ({r['note']})" if read else r["note"]
+            out.append(f"\n| {r['row']} | " + " | ".join(cells)
+                       + f" | {dtxt} | {read} | {ptxt} | {pdtxt} |")
+        out.append("\n")
+    out.append(f"\nWall time of the grid: {grid['wall_seconds']:.0f} s "
+               f"({grid['trained']} seeds trained, the rest reused).\n")
+    return "".join(out)
+
+
+def save(grid: dict, df: pd.DataFrame, out_dir=None, metric: str = "F1") -> Path:
+    folder = grid_dir(grid["dataset"], grid["preset"], out_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    df.to_csv(folder / "table.csv", index=False)
+    (folder / "table.md").write_text(markdown(df, grid, metric))
+    slim = {k: v for k, v in grid.items() if k != "summaries"}
+    slim["runs"] = {k: s["folder"] for k, s in grid["summaries"].items()}
+    (folder / "grid.json").write_text(json.dumps(slim, indent=2))
+    return folder

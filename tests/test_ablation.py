@@ -1,0 +1,114 @@
+"""The ablation grid: each variant is one switch, seeds resume by fingerprint, results are
+appended, and the paired statistics are what scipy computes."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from mir_core import ablation
+from mir_core.__main__ import main
+from mir_core.training.config import ConfigError
+
+TINY = dict(max_train=120, max_eval=60)
+OVER = {"epochs": 1}
+
+
+def test_every_variant_is_exactly_one_switch_from_the_full_model():
+    full = ablation.FULL.spec("MIntRec2.0", "cpu", (0,))
+    full_cfg, full_opts = full.validate()
+    for v in ablation.VARIANTS:
+        if v is ablation.FULL:
+            continue
+        cfg, opts = v.spec("MIntRec2.0", "cpu", (0,)).validate()
+        if v.method != "lgsrr":
+            assert v.key == "text" and not v.options and not v.overrides
+            continue
+        changed_opts = {k for k in vars(opts) if getattr(opts, k) != getattr(full_opts, k)}
+        changed_cfg = {k for k in vars(cfg) if getattr(cfg, k) != getattr(full_cfg, k)}
+        assert len(changed_opts) + len(changed_cfg) == 1, (v.key, changed_opts, changed_cfg)
+        assert changed_opts == set(v.options) and changed_cfg == set(v.overrides)
+
+
+def test_select_names_tables_and_refuses_unknown():
+    keys = [v.key for v in ablation.select(["2", "8"])]
+    assert keys == ["full", "text", "no_rank", "no_srr", "no_importance",
+                    "no_complementarity", "no_inconsistency"]
+    assert [v.key for v in ablation.select(variants=["eq12"])] == ["full", "eq12"]
+    assert len(ablation.select(["6"])) == 7
+    with pytest.raises(ConfigError, match="unknown table"):
+        ablation.select(["3"])
+    with pytest.raises(ConfigError, match="unknown variant"):
+        ablation.select(variants=["w/o everything"])
+    with pytest.raises(ConfigError, match="at least one"):
+        ablation.select()
+
+
+def test_paired_statistics_match_scipy():
+    full = {0: 50.0, 1: 52.0, 2: 51.0}
+    worse = {0: 47.0, 1: 48.5, 2: 48.0}
+    p = ablation.paired(worse, full)
+    d = np.array([-3.0, -3.5, -3.0])
+    assert p["delta"] == round(d.mean(), 2) and p["n"] == 3 and p["same_sign"] == 3
+    assert p["p"] == pytest.approx(stats.ttest_rel([47, 48.5, 48], [50, 52, 51]).pvalue, abs=1e-4)
+    assert not p["inside_spread"]
+    assert "beyond the seed spread" in ablation.reading(p)
+    noisy = ablation.paired({0: 51.0, 1: 50.5, 2: 52.5}, full)
+    assert noisy["inside_spread"] and "inside the seed spread" in ablation.reading(noisy)
+    # only seeds both rows have are paired
+    assert ablation.paired({0: 1.0, 7: 2.0}, full)["n"] == 1
+
+
+def test_grid_resumes_shares_identical_runs_and_appends(data_root, tmp_path):
+    variants = ablation.select(variants=["no_srr", "or", "no_rank"])
+    kw = dict(preset="cpu", overrides=OVER, data_root=data_root, out_dir=tmp_path,
+              progress=False, **TINY)
+    grid = ablation.run_grid("MIntRec2.0", variants, [0, 1], **kw)
+    # "w/o SRR" (Table 2) and "Or" (Table 5) are the same computation: one run folder
+    assert grid["summaries"]["no_srr"]["folder"] == grid["summaries"]["or"]["folder"]
+    assert grid["trained"] == 3 * 2
+    log = tmp_path / "ablations" / "MIntRec2.0" / "cpu" / "results.jsonl"
+    first = log.read_text().splitlines()
+    assert len(first) == 6 and all(not json.loads(l)["reused"] for l in first)
+
+    again = ablation.run_grid("MIntRec2.0", variants, [0, 1], **kw)
+    assert again["trained"] == 0
+    for k in grid["summaries"]:
+        assert again["summaries"][k]["per_seed"] == grid["summaries"][k]["per_seed"]
+    lines = log.read_text().splitlines()
+    assert lines[:6] == first and len(lines) == 12          # appended, never rewritten
+    assert all(json.loads(l)["reused"] for l in lines[6:])
+
+    df = ablation.compare(again, "F1")
+    assert set(df["table"]) == {"2", "5"}
+    no_rank = df[df["variant"] == "no_rank"].iloc[0]
+    full = again["summaries"]["full"]["per_seed"]
+    mine = again["summaries"]["no_rank"]["per_seed"]
+    assert no_rank["dF1"] == round(np.mean([b["F1"] - a["F1"] for a, b in zip(full, mine)]), 2)
+    assert no_rank["paper_F1"] == 53.30 and no_rank["paper_dF1"] == round(53.30 - 55.35, 2)
+    or_row = df[df["variant"] == "or"].iloc[0]
+    assert or_row["paper_F1"] == 53.51
+    folder = ablation.save(again, df, tmp_path)
+    md = (folder / "table.md").read_text()
+    assert "Table 2" in md and "Table 5" in md and "w/o L_rank" in md and "53.30" in md
+
+    # a changed setting makes the seeds stale: retrained (default) or refused (strict)
+    changed = ablation.run_grid("MIntRec2.0", variants[:2], [0], preset="cpu",
+                                overrides={"epochs": 1, "lr": 2e-3}, data_root=data_root,
+                                out_dir=tmp_path, progress=False, **TINY)
+    assert changed["trained"] == 2
+
+
+def test_cli_ablate_writes_the_table(data_root, tmp_path, capsys):
+    rc = main(["ablate", "--dataset", "MIntRec2.0", "--variants", "no_inconsistency",
+               "--seeds", "0", "--set", "epochs=1", "--max-train", "120", "--max-eval", "60",
+               "--data-root", str(data_root), "--out", str(tmp_path)])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "Table 8" in out and "w/o inconsistency" in out and "one seed" in out
+    assert (tmp_path / "ablations" / "MIntRec2.0" / "cpu" / "table.csv").exists()
+    rc = main(["ablate", "--tables", "9", "--out", str(tmp_path)])
+    assert rc == 2
+    assert "unknown table" in capsys.readouterr().err
