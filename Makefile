@@ -1,6 +1,7 @@
 # mir-workspace: the two commands of the README.
 #   make demo  - environment (if missing) + data + all notebooks headless (outputs/)
 #   make test  - environment (if missing) + the test suite
+#   make lab   - environment (if missing) + JupyterLab on notebooks/
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
@@ -14,7 +15,10 @@ PIP := $(PY) -m pip --disable-pip-version-check
 
 .PHONY: env demo test data clean-outputs lab
 
+# The nbstripout git filter (outputs stay out of commits, also from JupyterLab): checked on
+# every `make env`, a no-op once installed or outside a git checkout.
 env: $(VENV)/.installed
+	@sh tools/install_nbstripout.sh $(abspath $(PY)) $(CURDIR)
 
 $(VENV)/.installed: requirements.txt requirements-models.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,14 +31,16 @@ data: env
 	$(PY) -m mir_core download --dataset MIntRec2.0 IEMOCAP-DA
 
 demo: env data
-	$(PY) -m mir_core demo --out outputs
+	$(PY) -m mir_core demo
 
 test: env
 	$(PY) -m pytest -q tests
 
+# JupyterLab comes with the environment (requirements.txt); the notebooks resolve data/ and
+# outputs/ from the project root, so starting the kernels in notebooks/ changes nothing.
+# As root (containers), JupyterLab needs --allow-root.
 lab: env
-	$(PIP) install -q jupyterlab
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 clean-outputs:
 	rm -rf outputs

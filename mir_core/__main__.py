@@ -6,6 +6,8 @@
     python -m mir_core train ... --fusion eq12 --set lr=5e-4 proj_dim=768
     python -m mir_core train ... --ablate use_inconsistency=False
     accelerate launch -m mir_core train --dataset MIntRec2.0 --preset official   # GPUs
+    python -m mir_core ablate --dataset MIntRec2.0 --tables 2 8 --seeds 0 1 2 3 4 --preset cpu
+    python -m mir_core ablate --dataset IEMOCAP-DA --variants no_rank eq12 --seeds 0 1 2
     python -m mir_core demo [--quick]       # all notebooks headless (what `make demo` runs)
 
 Expected errors (bad settings, data files, a busy or mismatching run folder) print one line
@@ -78,14 +80,40 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--data-root", default=None,
                    help="folder holding data_text/, data_desc/, data_rank/ "
                         "(default: $MIR_DATA_DIR/lgsrr)")
-    t.add_argument("--out", default=None, help="output root (default $MIR_OUTPUT_DIR or outputs)")
+    t.add_argument("--out", default=None,
+                   help="output root (default $MIR_OUTPUT_DIR or outputs/ at the project root)")
     t.add_argument("--fresh", "--no-resume", dest="fresh", action="store_true",
                    help="retrain every seed (default: reuse seeds whose fingerprint matches)")
     t.add_argument("--progress", action="store_true", help="a progress bar per seed")
 
+    b = sub.add_parser("ablate", help="the paper's ablation tables as a multi-seed grid",
+                       description="Train the full LGSRR model and the chosen variants over "
+                       "seeds (finished seeds with a matching fingerprint are reused, stale "
+                       "ones retrained), then write table.md / table.csv with mean ± std, the "
+                       "paired per-seed difference to the full model and the paper's numbers "
+                       "under <out>/ablations/<dataset>/<preset>/.")
+    b.add_argument("--dataset", default="MIntRec2.0")
+    b.add_argument("--tables", nargs="*", default=[], help="paper tables: 2 5 6 8 fusion")
+    b.add_argument("--variants", nargs="*", default=[],
+                   help="variant keys instead of / besides whole tables (see "
+                        "mir_core.ablation.VARIANTS), e.g. no_rank eq12")
+    b.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    b.add_argument("--preset", default="cpu", choices=sorted(PRESETS))
+    b.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="TrainConfig overrides for every row, e.g. epochs=3")
+    b.add_argument("--metric", default="F1", help="metric of the paired comparison")
+    b.add_argument("--max-train", type=int, default=None)
+    b.add_argument("--max-eval", type=int, default=None)
+    b.add_argument("--data-root", default=None)
+    b.add_argument("--out", default=None,
+                   help="output root (default $MIR_OUTPUT_DIR or outputs/ at the project root)")
+    b.add_argument("--strict", action="store_true",
+                   help="refuse stale seeds (fingerprint differs) instead of retraining them")
+
     m = sub.add_parser("demo", help="execute the notebooks in order with papermill")
     m.add_argument("--quick", action="store_true", help="small parameters (as the tests)")
-    m.add_argument("--out", default="outputs")
+    m.add_argument("--out", default=None,
+                   help="output root (default $MIR_OUTPUT_DIR or outputs/ at the project root)")
     m.add_argument("--only", nargs="*", default=None, help="notebook numbers, e.g. 01 04")
 
     ap.add_argument("--debug", action="store_true", help="full tracebacks for every error")
@@ -124,6 +152,22 @@ def _dispatch(a) -> int:
         summary = run(spec, data_root=a.data_root, out_dir=a.out, resume=not a.fresh,
                       progress=a.progress)
         print(json.dumps({k: summary[k] for k in ("folder", "test")}, indent=2))
+        return 0
+    if a.cmd == "ablate":
+        from . import ablation
+        from .metrics import METRICS
+        if a.metric not in METRICS:
+            raise ConfigError(f"--metric must be one of {list(METRICS)}, got {a.metric!r}")
+        variants = ablation.select(a.tables, a.variants)
+        grid = ablation.run_grid(a.dataset, variants, a.seeds, preset=a.preset,
+                                 overrides=_parse_sets(a.set), data_root=a.data_root,
+                                 out_dir=a.out, stale="error" if a.strict else "retrain",
+                                 max_train=a.max_train, max_eval=a.max_eval,
+                                 log=lambda *_: None)
+        df = ablation.compare(grid, a.metric)
+        folder = ablation.save(grid, df, a.out, a.metric)
+        print(ablation.markdown(df, grid, a.metric))
+        print(f"written: {folder}/table.md, table.csv, results.jsonl")
         return 0
     if a.cmd == "demo":
         from .demo import run_demo

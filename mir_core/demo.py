@@ -2,7 +2,8 @@
 
 Default parameters run on real data and give meaningful results on a 2-core CPU in
 minutes (features are cached after the first run); ``quick`` uses the tests' small
-parameters. Executed copies land in ``<out>/notebooks/``, each notebook's records in
+parameters. Executed copies land in ``<out>/notebooks/`` (``out`` None: $MIR_OUTPUT_DIR or
+``outputs/`` at the project root), each notebook's records in
 ``<out>/<notebook stem>/records.json``.
 """
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from . import paths
 from .notebooks import NOTEBOOK_DIR, run_notebook
 
 # Small parameters for a fast end-to-end pass (the tests use the same ones).
@@ -21,6 +23,12 @@ QUICK = {
     "03": {"n_items": 8, "n_clips": 3, "n_frames": 4, "token_level": True},
     "04": {"methods": ["text", "lgsrr"], "fusions": ["official"], "seeds": [0],
            "max_train": 400, "max_eval": 200, "overrides": {"epochs": 2}},
+    "05": {"datasets": ["MIntRec2.0"], "tables": ["2"], "variants": ["not"], "seeds": [0, 1],
+           "max_train": 200, "max_eval": 100, "overrides": {"epochs": 1}},
+    # 06 reuses the newest LGSRR run (04's above); without one it trains this small one
+    "06": {"fallback": {"max_train": 240, "max_eval": 120, "seeds": [0],
+                        "overrides": {"epochs": 3}},
+           "attribution_steps": 8},
 }
 
 
@@ -31,8 +39,9 @@ def notebooks(only: list[str] | None = None) -> list[Path]:
     return found
 
 
-def run_demo(out: str | Path = "outputs", quick: bool = False, only: list[str] | None = None,
+def run_demo(out: str | Path | None = None, quick: bool = False, only: list[str] | None = None,
              extra: dict[str, dict] | None = None) -> list[Path]:
+    out = paths.output_dir(out)
     done = []
     t0 = time.perf_counter()
     for nb in notebooks(only):

@@ -45,7 +45,9 @@ class Recorder:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.path = self.folder / "records.json"
 
-    def glue(self, name: str, value: Any, display: bool = False) -> Any:
+    def glue(self, name: str, value: Any, display: bool = False) -> None:
+        """Record ``value`` under ``name``. Returns None, so that a glue ending a cell echoes
+        nothing (a cell shows its tables once); ``display=True`` shows the value."""
         data = json.loads(self.path.read_text()) if self.path.exists() else {}
         data[name] = to_jsonable(value)
         tmp = self.path.with_suffix(".tmp")
@@ -57,7 +59,6 @@ class Recorder:
                 _show(value)
             except ImportError:
                 print(name, value)
-        return value
 
     @staticmethod
     def read(folder: str | Path) -> dict:

@@ -5,6 +5,7 @@ run what needs only the utterances, and say in a sentence why each other part is
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import nbformat
@@ -131,4 +132,6 @@ def test_notebook_04_on_byo_dataset(byo_root, tmp_path):
     assert "lgsrr** is skipped: it reads the three descriptions" in text
     assert f"The paper reports no numbers for {NAME}" in text
     assert not any(r["system"].startswith("paper:") for r in rec["results_table"])
-    assert not (folder / "runs" / NAME / "lgsrr-cpu-epochs=2-n400-e200").exists()
+    runs = Path(os.environ["MIR_OUTPUT_DIR"]) / "runs" / NAME    # the shared run root
+    assert (runs / "text-cpu-epochs=2-n400-e200" / "summary.json").exists()
+    assert not (runs / "lgsrr-cpu-epochs=2-n400-e200").exists()

@@ -269,6 +269,8 @@ def ensure_converted(name: str, cache_root: str | Path | None = None, log=print)
         return target
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from ..progress import quiet_module_bars
+    quiet_module_bars("transformers.modeling_gguf_pytorch_utils")   # the log lines say it
     spec = LOCAL_MODELS[canon]
     tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
