@@ -268,45 +268,63 @@ def _train_seeds(spec, method, options, cfg, ds, data, splits, folder, base_fp, 
     _write_json(folder / "config.json", {"spec": asdict(spec), "train_config": asdict(cfg),
                                          "options": asdict(options)})
     rows = []
-    for seed in spec.seeds:
-        seed = int(seed)
-        sdir = folder / f"seed_{seed}"
-        mfile, ffile = sdir / "metrics.json", sdir / "fingerprint.json"
-        fp = {**base_fp, "seed": seed}
-        if resume and mfile.exists():
-            old = json.loads(ffile.read_text()) if ffile.exists() else None
-            if old == fp:
-                rows.append(json.loads(mfile.read_text()))
-                log(f"seed {seed}: done already ({mfile})")
-                if on_seed is not None:
-                    on_seed(rows[-1], True)
-                continue
-            what = ("it has no fingerprint (written by an older version)" if old is None
-                    else "; ".join(_diff(old, fp)[:6]))
-            if stale != "retrain":
-                raise RunError(f"{sdir} was trained with other settings ({what}); give this run "
-                               "another name (--name / RunSpec.name) or retrain it (--fresh / "
-                               "resume=False)")
-            log(f"seed {seed}: stale ({what}); retraining")
-        with scoped_determinism(cfg.num_threads):
-            res = train_one_seed(method, options, cfg, seed, data, ds.num_labels, accelerator,
-                                 log=log, progress=progress, predict_train=bool(method.scores))
-        sdir.mkdir(parents=True, exist_ok=True)
-        if mfile.exists():
-            mfile.unlink()               # retraining: the seed is not done until rewritten
-        torch.save(res.state, sdir / "best.pt")
-        predictions_frame(splits["test"], res.test, method.scores).to_csv(
-            sdir / "predictions.csv", index=False)
-        if res.train is not None:
-            tf = scores_frame(res.train, method.scores)
-            tf.insert(0, "key", splits["train"].keys)
-            tf.to_csv(sdir / "train_scores.csv", index=False)
-        _write_json(ffile, fp)
-        _write_json(mfile, res.metrics)  # written last: a seed counts as done only when complete
-        rows.append(res.metrics)
-        if on_seed is not None:
-            on_seed(res.metrics, False)
+    bar = None
+    if progress and len(spec.seeds) > 1:     # one bar across the seeds, one per seed's epochs
+        from tqdm.auto import tqdm
+        bar = tqdm(total=len(spec.seeds), desc=f"{method.name}: seeds", unit="seed")
+    try:
+        for seed in spec.seeds:
+            rows.append(_one_seed(int(seed), spec, method, options, cfg, ds, data, splits,
+                                  folder, base_fp, resume, log, progress, accelerator, stale,
+                                  on_seed))
+            if bar is not None:
+                bar.set_postfix_str(f"seed {rows[-1]['seed']}: test F1 {rows[-1]['F1']:.2f}")
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
     return rows
+
+
+def _one_seed(seed, spec, method, options, cfg, ds, data, splits, folder, base_fp, resume, log,
+              progress, accelerator, stale, on_seed) -> dict:
+    """Reuse one seed when its fingerprint matches, else train and write it; its metrics."""
+    sdir = folder / f"seed_{seed}"
+    mfile, ffile = sdir / "metrics.json", sdir / "fingerprint.json"
+    fp = {**base_fp, "seed": seed}
+    if resume and mfile.exists():
+        old = json.loads(ffile.read_text()) if ffile.exists() else None
+        if old == fp:
+            metrics = json.loads(mfile.read_text())
+            log(f"seed {seed}: done already ({mfile})")
+            if on_seed is not None:
+                on_seed(metrics, True)
+            return metrics
+        what = ("it has no fingerprint (written by an older version)" if old is None
+                else "; ".join(_diff(old, fp)[:6]))
+        if stale != "retrain":
+            raise RunError(f"{sdir} was trained with other settings ({what}); give this run "
+                           "another name (--name / RunSpec.name) or retrain it (--fresh / "
+                           "resume=False)")
+        log(f"seed {seed}: stale ({what}); retraining")
+    with scoped_determinism(cfg.num_threads):
+        res = train_one_seed(method, options, cfg, seed, data, ds.num_labels, accelerator,
+                             log=log, progress=progress, predict_train=bool(method.scores))
+    sdir.mkdir(parents=True, exist_ok=True)
+    if mfile.exists():
+        mfile.unlink()               # retraining: the seed is not done until rewritten
+    torch.save(res.state, sdir / "best.pt")
+    predictions_frame(splits["test"], res.test, method.scores).to_csv(
+        sdir / "predictions.csv", index=False)
+    if res.train is not None:
+        tf = scores_frame(res.train, method.scores)
+        tf.insert(0, "key", splits["train"].keys)
+        tf.to_csv(sdir / "train_scores.csv", index=False)
+    _write_json(ffile, fp)
+    _write_json(mfile, res.metrics)  # written last: a seed counts as done only when complete
+    if on_seed is not None:
+        on_seed(res.metrics, False)
+    return res.metrics
 
 
 def summary_markdown(summary: dict) -> str:
