@@ -112,3 +112,20 @@ def test_cli_ablate_writes_the_table(data_root, tmp_path, capsys):
     rc = main(["ablate", "--tables", "9", "--out", str(tmp_path)])
     assert rc == 2
     assert "unknown table" in capsys.readouterr().err
+
+
+def test_delta_chart_bars_are_the_mean_paired_difference_with_seed_points():
+    import pandas as pd
+    from mir_core.plots import delta_chart
+    deltas = pd.DataFrame({"row": ["w/o L_rank"] * 3 + ["Or (sum)"] * 3,
+                           "seed": [0, 1, 2] * 2,
+                           "delta": [-1.0, -2.0, -3.0, 0.5, -0.5, 1.5]})
+    fig = delta_chart(deltas, "F1")
+    bar, points = fig.data
+    assert bar.type == "bar" and list(bar.y) == ["w/o L_rank", "Or (sum)"]
+    np.testing.assert_allclose(bar.x, [-2.0, 0.5])
+    np.testing.assert_allclose(bar.error_x.array, [1.0, 1.0])           # std over seeds
+    assert points.type == "scatter" and len(points.x) == 6
+    assert list(points.customdata) == [0, 1, 2, 0, 1, 2]
+    assert "F1" in fig.layout.xaxis.title.text
+    assert delta_chart(deltas.iloc[:0]).data == ()

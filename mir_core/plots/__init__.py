@@ -1,6 +1,10 @@
 """Plot functions (pure: data in, plotly Figure out). Widgets in notebooks only wire them up."""
-from .core import (confusion_heatmap, importance_by_rank, label_distribution,
-                   metric_comparison, training_curves)
+from .ablation import delta_chart
+from .cases import (attention_map, case_card, confusion_heatmap, importance_heatmap,
+                    inspector_figure, rank_statistics, token_attribution, weights_bar)
+from .core import importance_by_rank, label_distribution, metric_comparison, training_curves
 
-__all__ = ["confusion_heatmap", "importance_by_rank", "label_distribution",
-           "metric_comparison", "training_curves"]
+__all__ = ["attention_map", "case_card", "confusion_heatmap", "delta_chart", "importance_by_rank",
+           "importance_heatmap", "inspector_figure", "label_distribution",
+           "metric_comparison", "rank_statistics", "token_attribution", "training_curves",
+           "weights_bar"]

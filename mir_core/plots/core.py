@@ -36,17 +36,13 @@ def metric_comparison(rows: Mapping[str, Mapping[str, float]],
     return fig
 
 
-def confusion_heatmap(cm: np.ndarray, labels: Sequence[str], title: str = "") -> go.Figure:
-    """Row-normalised confusion matrix (true label rows) as a heatmap, like Figure 2."""
-    cm = np.asarray(cm, dtype=float)
-    fig = go.Figure(go.Heatmap(z=cm, x=list(labels), y=list(labels), colorscale="Blues",
-                               zmin=0, zmax=1 if cm.max() <= 1 else None,
-                               text=np.round(cm, 2), texttemplate="%{text}"))
-    fig.update_layout(title=title or "Confusion matrix", xaxis_title="predicted",
-                      yaxis_title="true", yaxis_autorange="reversed",
-                      width=max(500, 22 * len(labels) + 200),
-                      height=max(450, 22 * len(labels) + 150))
-    return fig
+def confusion_heatmap(y_true, y_pred=None, labels: Sequence[str] | None = None,
+                      title: str = "", recall: bool = True) -> go.Figure:
+    """Row-normalised confusion matrix with per-class recall, like Figure 2: now
+    :func:`mir_core.plots.cases.confusion_heatmap`, which takes ``(y_true, y_pred, labels)``
+    or the older ``(cm, labels)``."""
+    from .cases import confusion_heatmap as _confusion_heatmap
+    return _confusion_heatmap(y_true, y_pred, labels, title=title, recall=recall)
 
 
 def training_curves(histories: Mapping[str, Sequence[Mapping]], key: str = "dev_F1",
