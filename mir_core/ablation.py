@@ -138,7 +138,7 @@ def run_grid(dataset: str, variants: list[Variant], seeds, preset: str = "cpu",
     if progress:
         from tqdm.auto import tqdm
         bar = tqdm(total=len(variants) * len(seeds), desc=f"ablations {dataset} {preset}",
-                   unit="seed")
+                   unit="seed")        # finished seeds found on the way leave the total
     t0 = time.perf_counter()
     trained = 0
     summaries: dict[str, dict] = {}
@@ -150,7 +150,8 @@ def run_grid(dataset: str, variants: list[Variant], seeds, preset: str = "cpu",
             if name in by_run:          # the same computation under another row's name
                 summaries[v.key] = by_run[name]
                 if bar is not None:
-                    bar.update(len(seeds))
+                    bar.total -= len(seeds)
+                    bar.refresh()
                 continue
 
             def on_seed(metrics, reused, v=v, name=name):
@@ -166,7 +167,11 @@ def run_grid(dataset: str, variants: list[Variant], seeds, preset: str = "cpu",
                 if bar is not None:
                     bar.set_postfix_str(f"{v.key} seed {metrics['seed']}: "
                                         f"F1 {metrics['F1']:.2f}")
-                    bar.update(1)
+                    if reused:          # the bar counts seeds to train: an honest ETA
+                        bar.total -= 1
+                        bar.refresh()
+                    else:
+                        bar.update(1)
 
             summ = run(spec, data_root=data_root, out_dir=out_dir, store=store, stale=stale,
                        log=log, on_seed=on_seed)
