@@ -129,3 +129,12 @@ def test_delta_chart_bars_are_the_mean_paired_difference_with_seed_points():
     assert list(points.customdata) == [0, 1, 2, 0, 1, 2]
     assert "F1" in fig.layout.xaxis.title.text
     assert delta_chart(deltas.iloc[:0]).data == ()
+
+
+def test_one_computation_has_one_run_name():
+    from mir_core.training import RunSpec
+    assert RunSpec(options={"fusion": "official"}).run_name() == RunSpec().run_name() == "lgsrr-cpu"
+    assert RunSpec(overrides={"rank_weight": 1.0}).run_name() == "lgsrr-cpu"
+    assert RunSpec(options={"fusion": "eq12"}, overrides={"rank_weight": 0.0}).run_name() == \
+        "lgsrr-cpu-fusion=eq12-rank_weight=0.0"
+    assert RunSpec(method="text", max_train=10).run_name() == "text-cpu-n10"

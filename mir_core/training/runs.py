@@ -63,11 +63,21 @@ class RunSpec:
     name: str | None = None
 
     def run_name(self) -> str:
+        """The folder name: method, preset, then only the options and overrides that differ
+        from the method's defaults and the preset's values, so one computation has one name
+        (``fusion=official`` spelled out or not)."""
         if self.name:
             return self.name
+        try:
+            default_opts = asdict(get_method(self.method).make_options({}))
+            base = asdict(preset(self.dataset, self.preset))
+        except Exception:          # an invalid spec: validate() names the problem
+            default_opts, base = {}, {}
         parts = [self.method, self.preset]
-        parts += [f"{k}={v}" for k, v in sorted(self.options.items())]
-        parts += [f"{k}={v}" for k, v in sorted(self.overrides.items())]
+        parts += [f"{k}={v}" for k, v in sorted(self.options.items())
+                  if k not in default_opts or default_opts[k] != v]
+        parts += [f"{k}={v}" for k, v in sorted(self.overrides.items())
+                  if k not in base or base[k] != v]
         if self.max_train:
             parts.append(f"n{self.max_train}")
         if self.max_eval:
