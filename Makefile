@@ -13,7 +13,7 @@ export MIR_DATA_MIRROR
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 PIP := $(PY) -m pip --disable-pip-version-check
 
-.PHONY: env demo test data clean-outputs lab
+.PHONY: env demo test data clean-outputs lab browser
 
 # The nbstripout git filter (outputs stay out of commits, also from JupyterLab): checked on
 # every `make env`, a no-op once installed or outside a git checkout.
@@ -33,7 +33,12 @@ data: env
 demo: env data
 	$(PY) -m mir_core demo
 
-test: env
+# Headless Chromium + chromedriver (Debian packages) for the JupyterLab browser test; where
+# they cannot be installed the test itself fails and says how to get them.
+browser:
+	-@bash tools/install_browser.sh
+
+test: env browser
 	$(PY) -m pytest -q tests
 
 # JupyterLab comes with the environment (requirements.txt); the notebooks resolve data/ and

@@ -225,8 +225,17 @@ class RankingInspector:
         parts = [filters, pickers, self.count]
         if self.attention_fn is not None:
             parts.append(self.source)
+        # A new FigureWidget built from the current view each time the inspector is shown:
+        # in-place updates made before the browser first drew the widget left plotly.js with
+        # an inconsistent figure (height 0, "Cannot use 'in' operator ... 'line'"), seen in
+        # the JupyterLab browser test. Later updates go to this one.
+        self.view = go.FigureWidget(self.static_figure())
         parts += [self.view, self.out]
-        return W.VBox(parts)
+        box = W.VBox(parts)
+        box.add_class("mir-inspector")
+        self.pick.add_class("mir-sample")
+        self.label.add_class("mir-filter-gold")
+        return box
 
     def _ipython_display_(self):
         from IPython.display import display
