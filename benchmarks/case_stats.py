@@ -23,13 +23,13 @@ from mir_core.data import get_spec  # noqa: E402
 from mir_core.annotation.agreement import table7_check  # noqa: E402
 
 
-def md(df: pd.DataFrame) -> str:
+def md(df: pd.DataFrame, digits: int = 3) -> str:
     """A DataFrame as a markdown table (index first)."""
     idx = df.index.name or ""
     cols = [" ".join(map(str, c)) if isinstance(c, tuple) else str(c) for c in df.columns]
     lines = ["| " + " | ".join([idx, *cols]) + " |", "|" + "---|" * (len(cols) + 1)]
     for i, row in df.iterrows():
-        cells = [f"{v:.3f}" if isinstance(v, float) else str(v) for v in row]
+        cells = [f"{v:.{digits}f}" if isinstance(v, float) else str(v) for v in row]
         lines.append("| " + " | ".join([str(i), *cells]) + " |")
     return "\n".join(lines)
 
@@ -76,7 +76,7 @@ def main(argv=None) -> int:
           f"`{info.spec.get('preset')}`, seeds {info.seeds}); {machine_line()}\n")
     print(f"Table 7 from the released ranks ({t7.n} train samples): "
           f"{'equal to the paper' if t7.equal else 'DIFFERENT from the paper'}\n")
-    print(md(counts.round(1)))
+    print(md(counts, 1))
     print("\nAgreement of the learned aspect order (α_A, α_E, α_I sorted) with the LLM order "
           "on train, per seed:\n")
     print(md(agree.round(3)))
