@@ -144,6 +144,8 @@ def _is_full_lgsrr(info: RunInfo) -> bool:
     L_rank, complementarity and inconsistency on, and a usable first seed."""
     opts = info.options
     if (not info.has_alpha or opts.get("aspects", "AEI") != "AEI" or not info.seeds
+            or opts.get("fusion", "official") not in ("official", "eq12")
+            or not opts.get("use_importance", True)
             or not opts.get("use_complementarity", True)
             or not opts.get("use_inconsistency", True)
             or float(info.config["train_config"].get("rank_weight", 1.0)) <= 0):
