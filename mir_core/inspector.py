@@ -27,6 +27,7 @@ case and source.
 from __future__ import annotations
 
 import functools
+import itertools
 import traceback
 from typing import Callable, Sequence
 
@@ -64,6 +65,27 @@ def _sync(widget: go.FigureWidget, fig: go.Figure) -> None:
                         props[k] = None
                 w.update(props, overwrite=True)
         widget.layout = fig.layout
+
+
+def _redraw_once_drawn(widget: go.FigureWidget) -> None:
+    """Have every browser view of ``widget`` redraw itself once it is on the page.
+
+    plotly's FigureWidget (plotly 7, anywidget) draws a view in ``render``, before the view's
+    element is attached to the page. Text measured there has no size: the card table's cells
+    that plotly.js wraps (any text with a space) come out blank, and only the one-word labels
+    ("Utterance", "Gold") show, until a later update redraws the figure on the attached
+    element. Each view reports its trace state to Python right after drawing
+    (``_js2py_traceDeltas``, also after a restyle or update); the answer, a relayout of
+    ``layout.datarevision`` (a full redraw of that figure), reaches the browser after a
+    round trip through the kernel, when the view is attached. A relayout makes no trace
+    report, so this never loops; after a restyle it is one redundant (cheap) redraw."""
+    revision = itertools.count(1)
+
+    def redraw(change):
+        if change["new"]:                   # plotly's handler sets the trait back to None
+            widget.layout.datarevision = f"mir-redraw-{next(revision)}"
+
+    widget.observe(redraw, names="_js2py_traceDeltas")
 
 
 class RankingInspector:
@@ -230,6 +252,8 @@ class RankingInspector:
         # an inconsistent figure (height 0, "Cannot use 'in' operator ... 'line'"), seen in
         # the JupyterLab browser test. Later updates go to this one.
         self.view = go.FigureWidget(self.static_figure())
+        # ... and plotly draws it before it is on the page: redraw once it is (card text)
+        _redraw_once_drawn(self.view)
         parts += [self.view, self.out]
         box = W.VBox(parts)
         box.add_class("mir-inspector")

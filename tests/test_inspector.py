@@ -201,3 +201,22 @@ def test_without_attention_and_bad_input():
         RankingInspector(_cases().iloc[:0], LABELS)
     w = insp.widget()
     assert insp.view in w.children and insp.out in w.children
+
+
+def test_each_drawn_view_is_told_to_redraw_once_on_the_page():
+    """plotly draws a FigureWidget view before it is attached to the page (the card's
+    wrapped text comes out blank): each view's report after drawing is answered with a
+    relayout of datarevision (a full redraw), which itself makes no report (no loop)."""
+    insp = RankingInspector(_cases(), LABELS, attention_fn=_attention)
+    insp.widget()
+    view = insp.view
+    sent = []
+    view.observe(lambda ch: ch["new"] and sent.append(ch["new"]), names="_py2js_relayout")
+    assert view.layout.datarevision is None
+    report = {"trace_deltas": [], "trace_edit_id": view._last_trace_edit_id}
+    view._js2py_traceDeltas = report                      # the browser drew a view
+    first = view.layout.datarevision
+    assert first and len(sent) == 1 and "datarevision" in sent[0]["relayout_data"]
+    view._js2py_traceDeltas = dict(report)                # another view (or a reload)
+    assert view.layout.datarevision not in (None, first) and len(sent) == 2
+    assert view._js2py_traceDeltas is None                # plotly's own handler still ran

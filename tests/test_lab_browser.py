@@ -23,7 +23,8 @@ How the inspector's controls are found (ipywidgets DOM), first match wins:
 * the gold-label filter: class ``mir-filter-gold``, else a dropdown whose description
   matches /gold|label|intent/.
 
-Each step's screenshot is taken before that step's checks; on a failure the harness adds
+Each step's screenshot is taken before that step's checks (06_2_attention.png: the
+inspector's attention map, the lower panel of its figure); on a failure the harness adds
 06_FAILED.png, 06_FAILED_console.json (browser console) and 06_FAILED_server.log, and
 06_timings.json gives the seconds of each phase.
 
@@ -195,15 +196,34 @@ def test_case_studies_inspector_in_jupyterlab(tmp_path, request):
         (SHOTS / "06_timings.json").write_text(json.dumps(timings, indent=1))
 
 
+def _card_texts(lab: Lab, inspector) -> list[str]:
+    """The texts of the inspector's card table (plotly table cells), as drawn."""
+    return lab.driver.execute_script(
+        "return Array.from(arguments[0].querySelectorAll('.js-plotly-plot .table .cell-text'))"
+        ".map(e => e.textContent);", inspector)
+
+
+def _check_card(lab: Lab, inspector, when: str) -> None:
+    """The card table shows its text, the wrapped cells too (plotly.js blanks the cells it
+    wraps when it draws them off the page, as the FigureWidget's first draw does)."""
+    def drawn(_):
+        texts = " ".join(_card_texts(lab, inspector))
+        return ("LLM rank" in texts and "Speakers" in texts
+                and re.search(r"\((train|dev|test)\)", texts) is not None)
+    lab.wait_for(drawn, 20, f"{when}: the card table of the inspector is blank (cell texts "
+                 f"{_card_texts(lab, inspector)[:20]})")
+
+
 def _check_page(lab: Lab, inspector, when: str) -> None:
-    """No traceback or widget error, every plotly figure drew, the inspector's own message
-    area and the browser console are free of errors."""
+    """No traceback or widget error, every plotly figure drew, the card table shows its
+    text, the inspector's own message area and the browser console are free of errors."""
     errors = lab.error_outputs()
     assert not errors, f"{when}: the notebook shows errors:\n" + "\n---\n".join(errors)
     lab.wait_plotly_rendered(30)
     assert lab.rendered_plotly(inspector), (
         f"{when}: the inspector has no plotly figure that drew: "
         f"{lab.plotly_figures(inspector)}; browser console errors: {lab.console_errors()}")
+    _check_card(lab, inspector, when)
     messages = _inspector_messages(lab, inspector)
     assert not re.search(r"\w(Error|Exception)\b|failed", messages), \
         f"{when}: the inspector reported errors: {messages[:2000]}"
@@ -229,6 +249,13 @@ def _drive(lab: Lab, name: str, preds: pd.DataFrame, timings: dict) -> None:
         f"not every code cell ran: prompts {prompts}; errors: {lab.error_outputs()}")
     _check_page(lab, inspector, "after Run All Cells")
     timings["figures"] = len(lab.plotly_figures())
+    # the lower panel of the inspector's figure: the attention map of the case
+    from selenium.webdriver.common.by import By
+    view = inspector.find_element(By.CSS_SELECTOR, ".js-plotly-plot")
+    lab.scroll_to(view, "end")
+    lab.shot("2_attention")
+    assert view.find_elements(By.CSS_SELECTOR, ".heatmaplayer image"), \
+        "the inspector's figure has no attention heatmap"
 
     picker = _find_sample_picker(lab, inspector)
     before = _controls_text(lab, inspector)
