@@ -211,16 +211,19 @@ def paired(variant: dict[int, float], full: dict[int, float]) -> dict:
 
 
 def reading(p: dict) -> str:
-    """A plain-language verdict for one paired comparison."""
+    """A plain-language verdict for one paired comparison: first whether the mean difference
+    exceeds the seed spread, then what the paired seeds say."""
     if p["n"] < 2:
         return "one seed: no spread to compare against"
     sign = "higher" if p["delta"] > 0 else "lower"
+    pval = p["p"]
+    ptxt = "p n/a" if pval != pval else ("p < 0.01" if pval < 0.01 else f"p = {pval:.2f}")
+    paired_txt = f"{p['same_sign']}/{p['n']} seeds agree in sign, paired t-test {ptxt}"
     if p["inside_spread"]:
-        return f"inside the seed spread (±{p['spread']:.2f})"
-    consistent = p["same_sign"] == p["n"]
-    sig = "p < 0.05" if (p["p"] == p["p"] and p["p"] < 0.05) else f"p = {p['p']:.2f}"
-    return (f"{sign}, beyond the seed spread; {p['same_sign']}/{p['n']} seeds "
-            f"{'agree' if consistent else 'agree in sign'}, paired t-test {sig}")
+        return f"inside the seed spread (±{p['spread']:.2f}); {paired_txt}"
+    strong = p["same_sign"] == p["n"] and pval == pval and pval < 0.05
+    return (f"{sign}, beyond the seed spread"
+            + ("" if strong else " but not in every seed / not significant") + f"; {paired_txt}")
 
 
 def _paper_row(dataset: str, table: str, row: str | None) -> dict | None:

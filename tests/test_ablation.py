@@ -54,7 +54,7 @@ def test_paired_statistics_match_scipy():
     assert p["delta"] == round(d.mean(), 2) and p["n"] == 3 and p["same_sign"] == 3
     assert p["p"] == pytest.approx(stats.ttest_rel([47, 48.5, 48], [50, 52, 51]).pvalue, abs=1e-4)
     assert not p["inside_spread"]
-    assert "beyond the seed spread" in ablation.reading(p)
+    assert ablation.reading(p).startswith("lower, beyond the seed spread; 3/3 seeds agree")
     noisy = ablation.paired({0: 51.0, 1: 50.5, 2: 52.5}, full)
     assert noisy["inside_spread"] and "inside the seed spread" in ablation.reading(noisy)
     # only seeds both rows have are paired
