@@ -123,9 +123,11 @@ def grid_dir(dataset: str, preset: str, out_dir=None) -> Path:
 def run_grid(dataset: str, variants: list[Variant], seeds, preset: str = "cpu",
              overrides: dict | None = None, data_root=None, out_dir=None, store=None,
              stale: str = "retrain", max_train=None, max_eval=None, progress: bool = True,
-             log=print) -> dict:
+             log=print, train: bool = True) -> dict:
     """Train every (variant, seed) in order, reusing matching seeds; returns
-    ``{"summaries": {variant key: run summary}, "wall_seconds": ..., "trained": n}``."""
+    ``{"summaries": {variant key: run summary}, "wall_seconds": ..., "trained": n}``.
+    ``train=False``: train nothing, collect the finished seeds whose fingerprint matches
+    (the tables then pair each row with the full model over the seeds both have)."""
     seeds = [int(s) for s in seeds]
     specs = {v.key: v.spec(dataset, preset, seeds, overrides, max_train, max_eval)
              for v in variants}
@@ -135,7 +137,7 @@ def run_grid(dataset: str, variants: list[Variant], seeds, preset: str = "cpu",
     folder.mkdir(parents=True, exist_ok=True)
     log_path = folder / "results.jsonl"
     bar = None
-    if progress:
+    if progress and train:
         from tqdm.auto import tqdm
         bar = tqdm(total=len(variants) * len(seeds), desc=f"ablations {dataset} {preset}",
                    unit="seed")        # finished seeds found on the way leave the total
@@ -157,6 +159,8 @@ def run_grid(dataset: str, variants: list[Variant], seeds, preset: str = "cpu",
             def on_seed(metrics, reused, v=v, name=name):
                 nonlocal trained
                 trained += 0 if reused else 1
+                if not train:
+                    return
                 with open(log_path, "a") as fh:
                     fh.write(json.dumps({
                         "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "dataset": dataset,
@@ -174,15 +178,22 @@ def run_grid(dataset: str, variants: list[Variant], seeds, preset: str = "cpu",
                         bar.update(1)
 
             summ = run(spec, data_root=data_root, out_dir=out_dir, store=store, stale=stale,
-                       log=log, on_seed=on_seed)
+                       log=log, on_seed=on_seed, train=train)
             summaries[v.key] = by_run[name] = summ
     finally:
         if bar is not None:
             bar.close()
     wall = time.perf_counter() - t0
-    return {"dataset": dataset, "preset": preset, "seeds": seeds, "summaries": summaries,
-            "variants": [v.key for v in variants], "wall_seconds": round(wall, 1),
-            "trained": trained}
+    missing = [k for k, s in summaries.items() if not s["per_seed"]]
+    if "full" in missing:
+        raise ConfigError(f"no finished seed of the full model for {dataset} ({preset}): "
+                          "train the grid first (without --only-finished)")
+    keep = [v.key for v in variants if v.key not in missing]
+    if missing:
+        log(f"left out (no finished seed): {missing}")
+    return {"dataset": dataset, "preset": preset, "seeds": seeds,
+            "summaries": {k: summaries[k] for k in keep}, "variants": keep,
+            "wall_seconds": round(wall, 1), "trained": trained, "left_out": missing}
 
 
 def _per_seed(summary: dict, metric: str) -> dict[int, float]:
@@ -306,11 +317,19 @@ def markdown(df: pd.DataFrame, grid: dict, metric: str = "F1") -> str:
             read = "" if not isinstance(read, str) else read
             if isinstance(r.get("note"), str) and r["note"]:
                 read = f"{read} ({r['note']})" if read else r["note"]
-            out.append(f"\n| {r['row']} | " + " | ".join(cells)
+            label = r["row"] if r["seeds"] == len(grid["seeds"]) else \
+                f"{r['row']} ({r['seeds']} seeds)"
+            out.append(f"\n| {label} | " + " | ".join(cells)
                        + f" | {dtxt} | {read} | {ptxt} | {pdtxt} |")
         out.append("\n")
-    out.append(f"\nWall time of the grid: {grid['wall_seconds']:.0f} s "
+    runs = {s["folder"]: s for s in grid["summaries"].values()}
+    train_s = sum(r.get("train_seconds", 0.0) for s in runs.values() for r in s["per_seed"])
+    n_seeds = sum(len(s["per_seed"]) for s in runs.values())
+    out.append(f"\nTraining time summed over the {len(runs)} runs' {n_seeds} seeds: "
+               f"{train_s:.0f} s. Wall time of this call: {grid['wall_seconds']:.0f} s "
                f"({grid['trained']} seeds trained, the rest reused).\n")
+    if grid.get("left_out"):
+        out.append(f"Left out (no finished seed yet): {', '.join(grid['left_out'])}.\n")
     return "".join(out)
 
 

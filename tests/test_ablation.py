@@ -138,3 +138,24 @@ def test_one_computation_has_one_run_name():
     assert RunSpec(options={"fusion": "eq12"}, overrides={"rank_weight": 0.0}).run_name() == \
         "lgsrr-cpu-fusion=eq12-rank_weight=0.0"
     assert RunSpec(method="text", max_train=10).run_name() == "text-cpu-n10"
+
+
+def test_only_finished_trains_nothing_and_pairs_common_seeds(data_root, tmp_path):
+    kw = dict(preset="cpu", overrides=OVER, data_root=data_root, out_dir=tmp_path,
+              progress=False, **TINY)
+    ablation.run_grid("MIntRec2.0", ablation.select(variants=["no_rank"]), [0, 1], **kw)
+    ablation.run_grid("MIntRec2.0", ablation.select(variants=["no_inconsistency"]), [0], **kw)
+    log = tmp_path / "ablations" / "MIntRec2.0" / "cpu" / "results.jsonl"
+    before = log.read_text()
+    rows = ablation.select(variants=["no_rank", "no_inconsistency", "no_complementarity"])
+    g = ablation.run_grid("MIntRec2.0", rows, [0, 1], train=False, **kw)
+    assert g["trained"] == 0 and g["left_out"] == ["no_complementarity"]
+    assert not (tmp_path / "runs" / "MIntRec2.0" / "lgsrr-cpu-use_complementarity=False-epochs=1-n120-e60").exists()
+    assert [r["seed"] for r in g["summaries"]["no_inconsistency"]["per_seed"]] == [0]
+    df = ablation.compare(g)
+    assert df.set_index("variant").loc["no_inconsistency", "seeds"] == 1
+    assert "(1 seeds)" in ablation.markdown(df, g)
+    assert log.read_text() == before                     # a report writes no results
+    with pytest.raises(ConfigError, match="no finished seed of the full model"):
+        ablation.run_grid("MIntRec2.0", rows, [0], train=False,
+                          **{**kw, "out_dir": tmp_path / "empty"})

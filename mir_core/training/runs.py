@@ -203,13 +203,15 @@ def _write_json(path: Path, obj) -> None:
 
 def run(spec: RunSpec, data_root: str | Path | None = None, out_dir: str | Path | None = None,
         store=None, resume: bool = True, log=print, progress: bool = False,
-        stale: str = "error", on_seed=None) -> dict:
+        stale: str = "error", on_seed=None, train: bool = True) -> dict:
     """Train and test one configuration over seeds; returns the summary dict.
 
     ``stale``: what to do with a finished seed whose fingerprint differs from the current
     one: ``"error"`` (default) refuses with a RunError naming the difference, ``"retrain"``
     logs the difference and trains that seed again. ``on_seed(metrics, reused)`` is called
-    after every seed (a grid runner's progress bar and results log)."""
+    after every seed (a grid runner's progress bar and results log). ``train=False`` trains
+    nothing: the summary holds the finished seeds whose fingerprint matches (a report of
+    what is done); stale ones still follow ``stale`` ("retrain" leaves them out here)."""
     if stale not in ("error", "retrain"):
         raise ConfigError(f"stale must be 'error' or 'retrain', got {stale!r}")
     from accelerate import Accelerator
@@ -244,13 +246,19 @@ def run(spec: RunSpec, data_root: str | Path | None = None, out_dir: str | Path 
     }
 
     created = not folder.exists()
-    folder.mkdir(parents=True, exist_ok=True)
     rows = []
     try:
-        with RunLock(folder):
-            rows = _train_seeds(spec, method, options, cfg, ds, data, splits, folder, base_fp,
-                                resume, log, progress, Accelerator(mixed_precision=cfg.mixed_precision),
-                                stale, on_seed)
+        if not train:               # a read-only report: no folder, no lock, nothing written
+            if not created:
+                rows = _train_seeds(spec, method, options, cfg, ds, data, splits, folder,
+                                    base_fp, resume, log, progress, None, stale, on_seed, train)
+        else:
+            folder.mkdir(parents=True, exist_ok=True)
+            with RunLock(folder):
+                rows = _train_seeds(spec, method, options, cfg, ds, data, splits, folder,
+                                    base_fp, resume, log, progress,
+                                    Accelerator(mixed_precision=cfg.mixed_precision),
+                                    stale, on_seed, train)
     except BaseException:
         if created and not any(folder.glob("seed_*/metrics.json")):
             shutil.rmtree(folder, ignore_errors=True)     # a failed start leaves nothing
@@ -267,16 +275,20 @@ def run(spec: RunSpec, data_root: str | Path | None = None, out_dir: str | Path 
         "train_seconds_total": round(sum(r["train_seconds"] for r in rows), 2),
         "n_train": len(splits["train"]), "n_test": len(splits["test"]),
     }
-    _write_json(folder / "summary.json", summary)
-    (folder / "summary.md").write_text(summary_markdown(summary))
-    log(f"{ds.name} {spec.run_name()}: {format_summary(summary['test'])}")
+    if train:
+        _write_json(folder / "summary.json", summary)
+        (folder / "summary.md").write_text(summary_markdown(summary))
+    if rows:
+        log(f"{ds.name} {spec.run_name()}: {format_summary(summary['test'])}")
     return summary
 
 
 def _train_seeds(spec, method, options, cfg, ds, data, splits, folder, base_fp, resume, log,
-                 progress, accelerator, stale="error", on_seed=None) -> list[dict]:
-    _write_json(folder / "config.json", {"spec": asdict(spec), "train_config": asdict(cfg),
-                                         "options": asdict(options)})
+                 progress, accelerator, stale="error", on_seed=None,
+                 train: bool = True) -> list[dict]:
+    if train:
+        _write_json(folder / "config.json", {"spec": asdict(spec), "train_config": asdict(cfg),
+                                             "options": asdict(options)})
     rows = []
     bar = None
     if progress and len(spec.seeds) > 1:     # one bar across the seeds, one per seed's epochs
@@ -284,9 +296,11 @@ def _train_seeds(spec, method, options, cfg, ds, data, splits, folder, base_fp, 
         bar = tqdm(total=len(spec.seeds), desc=f"{method.name}: seeds", unit="seed")
     try:
         for seed in spec.seeds:
-            rows.append(_one_seed(int(seed), spec, method, options, cfg, ds, data, splits,
-                                  folder, base_fp, resume, log, progress, accelerator, stale,
-                                  on_seed))
+            row = _one_seed(int(seed), spec, method, options, cfg, ds, data, splits, folder,
+                            base_fp, resume, log, progress, accelerator, stale, on_seed, train)
+            if row is None:                  # train=False and the seed is not done
+                continue
+            rows.append(row)
             if bar is not None:
                 bar.set_postfix_str(f"seed {rows[-1]['seed']}: test F1 {rows[-1]['F1']:.2f}")
                 bar.update(1)
@@ -297,8 +311,9 @@ def _train_seeds(spec, method, options, cfg, ds, data, splits, folder, base_fp, 
 
 
 def _one_seed(seed, spec, method, options, cfg, ds, data, splits, folder, base_fp, resume, log,
-              progress, accelerator, stale, on_seed) -> dict:
-    """Reuse one seed when its fingerprint matches, else train and write it; its metrics."""
+              progress, accelerator, stale, on_seed, train=True) -> dict | None:
+    """Reuse one seed when its fingerprint matches, else train and write it; its metrics
+    (None when ``train`` is False and the seed is not done)."""
     sdir = folder / f"seed_{seed}"
     mfile, ffile = sdir / "metrics.json", sdir / "fingerprint.json"
     fp = {**base_fp, "seed": seed}
@@ -316,7 +331,13 @@ def _one_seed(seed, spec, method, options, cfg, ds, data, splits, folder, base_f
             raise RunError(f"{sdir} was trained with other settings ({what}); give this run "
                            "another name (--name / RunSpec.name) or retrain it (--fresh / "
                            "resume=False)")
+        if not train:
+            log(f"seed {seed}: stale ({what}); left out")
+            return None
         log(f"seed {seed}: stale ({what}); retraining")
+    if not train:
+        log(f"seed {seed}: not trained yet; left out")
+        return None
     with scoped_determinism(cfg.num_threads):
         res = train_one_seed(method, options, cfg, seed, data, ds.num_labels, accelerator,
                              log=log, progress=progress, predict_train=bool(method.scores))
