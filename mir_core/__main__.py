@@ -9,6 +9,9 @@
     python -m mir_core ablate --dataset MIntRec2.0 --tables 2 8 --seeds 0 1 2 3 4 --preset cpu
     python -m mir_core ablate --dataset IEMOCAP-DA --variants no_rank eq12 --seeds 0 1 2
     python -m mir_core demo [--quick]       # all notebooks headless (what `make demo` runs)
+    python -m mir_core annotate --dataset MIntRec2.0 --steps 1 2 3 --backend openai \
+        --base-url http://127.0.0.1:8000/v1 --model NAME --concurrency 4   # key: $MIR_LLM_API_KEY
+    python -m mir_core annotate --steps 3 --backend local --limit 40      # offline SmolLM2
 
 Expected errors (bad settings, data files, a busy or mismatching run folder) print one line
 and exit with status 2; --debug shows the full traceback instead.
@@ -109,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="output root (default $MIR_OUTPUT_DIR or outputs/ at the project root)")
     b.add_argument("--strict", action="store_true",
                    help="refuse stale seeds (fingerprint differs) instead of retraining them")
+    b.add_argument("--only-finished", action="store_true",
+                   help="train nothing: tables from the finished seeds whose fingerprint "
+                        "matches (each row paired with the full model over their common seeds)")
 
     m = sub.add_parser("demo", help="execute the notebooks in order with papermill")
     m.add_argument("--quick", action="store_true", help="small parameters (as the tests)")
@@ -116,8 +122,69 @@ def main(argv: list[str] | None = None) -> int:
                    help="output root (default $MIR_OUTPUT_DIR or outputs/ at the project root)")
     m.add_argument("--only", nargs="*", default=None, help="notebook numbers, e.g. 01 04")
 
+    n = sub.add_parser(
+        "annotate", help="notebook 02's LLM chain as a batch job (resumable reply cache)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Run CoT steps 1-3 of LGSRR (and the A-MESS label descriptions) over a "
+        "split through the reply cache of notebook 02: cached items are never queried "
+        "again, so rerunning the command resumes. One progress bar per step (stderr); the "
+        "run statistics are appended as one JSON line to <cache>.stats.jsonl. The API key "
+        "is read from the environment ($MIR_LLM_API_KEY, or the variable named by "
+        "--api-key-env), never from the command line. Exit status: 0 done, 1 some items "
+        "could not be answered (rerun to retry them), 2 an error (one line).")
+    n.add_argument("--dataset", default="MIntRec2.0")
+    n.add_argument("--split", default="train", help="train | dev | test (step 3: train only)")
+    n.add_argument("--steps", nargs="+", default=["1", "2", "3"],
+                   choices=["1", "2", "3", "labels"], metavar="STEP",
+                   help="1 cues, 2 descriptions, 3 importance ranks, labels (A-MESS label "
+                        "descriptions); default 1 2 3")
+    n.add_argument("--backend", default="openai", choices=["openai", "local"])
+    n.add_argument("--base-url", default=None,
+                   help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 "
+                        "(default $MIR_LLM_BASE_URL)")
+    n.add_argument("--model", default=None,
+                   help="model name the server expects (default $MIR_LLM_MODEL); local: "
+                        "smollm2-135m-instruct (default), gemma3-270m or a checkpoint folder")
+    n.add_argument("--api-key-env", default=None, metavar="VAR",
+                   help="name of the environment variable holding the API key (default "
+                        "MIR_LLM_API_KEY, which may be unset for local servers)")
+    n.add_argument("--concurrency", type=int, default=4,
+                   help="requests in flight (openai; the local backend runs one at a time)")
+    n.add_argument("--limit", type=int, default=None, metavar="K",
+                   help="annotate K samples of the split in steps 2-3 (label-stratified draw "
+                        "with --seed; default: the whole split)")
+    n.add_argument("--cache", default=None, metavar="PATH",
+                   help="reply cache (JSONL; default <cache_dir>/annotation/replies.jsonl)")
+    n.add_argument("--seed", type=int, default=0)
+    n.add_argument("--data-root", default=None)
+    n.add_argument("--rank-mode", default="generate", choices=["generate", "loglik"],
+                   help="step 3: parse a generated ranking, or score the 6 orders (local)")
+    n.add_argument("--loglik-norm", default="total", choices=["total", "mean", "calibrated"])
+    n.add_argument("--retries", type=int, default=2,
+                   help="extra attempts after an unparsable reply")
+    n.add_argument("--http-retries", type=int, default=4,
+                   help="extra HTTP requests after a transient failure (429, 5xx, timeout)")
+    n.add_argument("--timeout", type=float, default=60.0, help="seconds per HTTP request")
+    n.add_argument("--max-new-tokens", nargs="*", default=[], metavar="STEP=N",
+                   help="generation budgets, e.g. cues=96 describe=64 rank=40 labels=80")
+    n.add_argument("--cue-rounds", type=int, default=3, help="step 1: background samples")
+    n.add_argument("--cue-background-n", type=int, default=5, help="step 1: samples each")
+    n.add_argument("--top-k", type=int, default=3, help="step 1: K")
+    n.add_argument("--label-limit", type=int, default=None,
+                   help="labels step: the first N labels of the dataset (default: all)")
+    n.add_argument("--video-dir", default=None, help="step 2: folder of the clips ({key}.mp4)")
+    n.add_argument("--n-frames", type=int, default=16)
+    n.add_argument("--threads", type=int, default=None, help="local backend: torch threads")
+    n.add_argument("--out", default=None,
+                   help="also write cues.csv, descriptions.csv, ranks.tsv/.csv, "
+                        "label_descriptions.json here")
+    n.add_argument("--abort-after", type=int, default=8, metavar="N",
+                   help="stop after N items in a row the server could not answer (0: never)")
+    n.add_argument("--no-progress", action="store_true", help="no progress bars")
+
     ap.add_argument("--debug", action="store_true", help="full tracebacks for every error")
     a = ap.parse_args(argv)
+    a.argv = None if argv is None else list(argv)
     try:
         return _dispatch(a)
     except EXPECTED as e:
@@ -163,7 +230,7 @@ def _dispatch(a) -> int:
                                  overrides=_parse_sets(a.set), data_root=a.data_root,
                                  out_dir=a.out, stale="error" if a.strict else "retrain",
                                  max_train=a.max_train, max_eval=a.max_eval,
-                                 log=lambda *_: None)
+                                 log=lambda *_: None, train=not a.only_finished)
         df = ablation.compare(grid, a.metric)
         folder = ablation.save(grid, df, a.out, a.metric)
         print(ablation.markdown(df, grid, a.metric))
@@ -173,7 +240,39 @@ def _dispatch(a) -> int:
         from .demo import run_demo
         run_demo(out=a.out, quick=a.quick, only=a.only)
         return 0
+    if a.cmd == "annotate":
+        return _annotate(a)
     return 1
+
+
+def _annotate(a) -> int:
+    from .annotation.batch import EXPECTED_ERRORS, BatchSpec, run_batch, summary
+    try:
+        mnt = {}
+        for k, v in _parse_sets(a.max_new_tokens).items():
+            if not isinstance(v, int):
+                raise ConfigError(f"--max-new-tokens {k}={v!r}: expected an integer")
+            mnt[k] = v
+        spec = BatchSpec(
+            dataset=a.dataset, split=a.split, steps=a.steps, backend=a.backend, model=a.model,
+            base_url=a.base_url, api_key_env=a.api_key_env, concurrency=a.concurrency,
+            limit=a.limit, cache=a.cache, seed=a.seed, data_root=a.data_root,
+            rank_mode=a.rank_mode, loglik_norm=a.loglik_norm, retries=a.retries,
+            http_retries=a.http_retries, timeout_s=a.timeout, max_new_tokens=mnt,
+            cue_rounds=a.cue_rounds, cue_background_n=a.cue_background_n, top_k=a.top_k,
+            label_limit=a.label_limit, video_dir=a.video_dir, n_frames=a.n_frames,
+            num_threads=a.threads, out=a.out, progress=not a.no_progress,
+            abort_after=a.abort_after)
+        result = run_batch(spec, argv=sys.argv[1:] if a.argv is None else a.argv)
+    except EXPECTED_ERRORS as e:
+        if a.debug:
+            raise
+        print(f"error: {type(e).__name__}: {_one_line(e)}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary(result), indent=2))
+    if result.exit_status:
+        print(f"incomplete: {result.record['error']}", file=sys.stderr)
+    return result.exit_status
 
 
 if __name__ == "__main__":

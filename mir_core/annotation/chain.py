@@ -11,7 +11,8 @@ A-MESS label descriptions (Sec. III-C).
 Every query goes through :class:`~mir_core.annotation.cache.ReplyCache`: an item already
 in the cache is never queried again, and each finished item is on disk before the next
 starts, so a run killed anywhere resumes where it stopped. Each step returns its result
-and a :class:`RunStats`.
+and a :class:`RunStats`; ``progress=`` (a :class:`StepProgress`) is told about every item as
+it finishes (the progress bars of ``python -m mir_core annotate``, :mod:`.batch`).
 """
 from __future__ import annotations
 
@@ -146,6 +147,24 @@ class RunStats:
         d.update(items_per_s=self.items_per_s, queried_per_s=self.queried_per_s,
                  tokens_per_s=self.tokens_per_s, prompt_tokens_per_s=self.prompt_tokens_per_s)
         return d
+
+
+class StepProgress:
+    """What :class:`AnnotationChain` reports while a step runs (``progress=``); this base
+    does nothing. Called from the thread that runs the step, never from the worker threads:
+    ``start`` once the cache lookups are done (``cached``: the records served from the
+    cache), ``item`` after each queried item is on disk, ``end`` with the step's
+    :class:`RunStats` also when the step stops on an exception (an exception raised by
+    ``item`` stops the step: the items finished so far stay in the cache)."""
+
+    def start(self, step: str, total: int, cached: Sequence[CacheRecord]) -> None:
+        pass
+
+    def item(self, record: CacheRecord) -> None:
+        pass
+
+    def end(self, stats: RunStats) -> None:
+        pass
 
 
 @dataclass
@@ -284,11 +303,13 @@ class AnnotationChain:
     """Runs the CoT steps against one backend, through the reply cache."""
 
     def __init__(self, backend: Backend, config: ChainConfig | None = None,
-                 cache: ReplyCache | None = None, log=print):
+                 cache: ReplyCache | None = None, log=print,
+                 progress: "StepProgress | None" = None):
         self.backend = backend
         self.config = config or ChainConfig()
         self.cache = cache or ReplyCache(self.config.resolved_cache_path(), log=log)
         self.log = log
+        self.progress = progress
         self._splits: dict[str, MIRSplit] = {}
         self._null: list[float] | None = None
 
@@ -339,6 +360,9 @@ class AnnotationChain:
                 stats.cache_hits += 1
             else:
                 todo.append((i, it, sha))
+        bar = self.progress
+        if bar is not None:
+            bar.start(step, len(items), [r for r in results if r is not None])
 
         def work(it: _Item, sha: str) -> CacheRecord:
             try:
@@ -362,6 +386,8 @@ class AnnotationChain:
                 for i, it, sha in todo:
                     results[i] = work(it, sha)
                     stats.queried += 1
+                    if bar is not None:
+                        bar.item(results[i])
             else:
                 with ThreadPoolExecutor(max_workers=b.max_concurrency) as pool:
                     futures = {pool.submit(work, it, sha): i for i, it, sha in todo}
@@ -369,6 +395,8 @@ class AnnotationChain:
                         for fut in as_completed(futures):
                             results[futures[fut]] = fut.result()
                             stats.queried += 1
+                            if bar is not None:
+                                bar.item(results[futures[fut]])
                     except BaseException:
                         pool.shutdown(wait=True, cancel_futures=True)
                         raise
@@ -390,6 +418,8 @@ class AnnotationChain:
                     stats.prompt_tokens += rec.prompt_tokens
                     stats.completion_tokens += rec.completion_tokens
                     stats.images_sent += int(rec.extra.get("images_sent", 0))
+            if bar is not None:
+                bar.end(stats)
         return results, stats  # type: ignore[return-value]
 
     def _generate_with_retries(self, messages: list[dict], images, max_new_tokens: int,
@@ -722,5 +752,5 @@ def short_cue(cue: str) -> str:
 
 
 __all__ = ["AnnotationChain", "ChainConfig", "CueDiscovery", "Descriptions", "Ranks",
-           "LabelDescriptions", "RunStats", "StepError", "RANK_MODES", "LOGLIK_NORMS",
-           "loglik_orders", "short_cue"]
+           "LabelDescriptions", "RunStats", "StepError", "StepProgress", "RANK_MODES",
+           "LOGLIK_NORMS", "loglik_orders", "short_cue"]
