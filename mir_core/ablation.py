@@ -302,7 +302,7 @@ def markdown(df: pd.DataFrame, grid: dict, metric: str = "F1") -> str:
     for table, part in df.groupby("table", sort=False):
         title = f"Table {table}" if table != "fusion" else "Fusion form"
         out.append(f"\n**{title}** (mean ± std over seeds; Δ = paired per-seed difference of "
-                   f"{metric} to the full model)\n")
+                   f"{metric} to the full model)\n\n")
         out.append("| row | " + " | ".join(METRICS) + f" | Δ{metric} | reading | paper {metric}"
                    f" | paper Δ |\n|---|" + "---|" * (len(METRICS) + 4))
         for _, r in part.iterrows():
