@@ -6,8 +6,6 @@ bars show hits and failures, and every expected error is one line with exit stat
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -16,55 +14,14 @@ from mir_core.__main__ import main
 from mir_core.annotation import ReplyCache
 from mir_core.annotation.batch import BatchSpec, run_batch, stats_path
 from mir_core.annotation.serve import free_port
+from test_annotation_openai import FakeServer   # scripted (status, text, delay)
 
 KEY = "sk-test-SECRET123"
 
 
-class StubServer:
-    """Chat completions: pops scripted (status, text) pairs, else answers ``default``."""
-
-    def __init__(self, default: str = "I > A > E"):
-        self.requests: list[dict] = []
-        self.script: list[tuple[int, str]] = []
-        self.default = default
-        self.lock = threading.Lock()
-        stub = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with stub.lock:
-                    stub.requests.append({"headers": dict(self.headers), "body": body})
-                    status, text = stub.script.pop(0) if stub.script else (200, stub.default)
-                if status == 200:
-                    payload = {"choices": [{"index": 0, "message": {
-                        "role": "assistant", "content": text}, "finish_reason": "stop"}],
-                        "usage": {"prompt_tokens": 10, "completion_tokens": 3}}
-                else:
-                    payload = {"error": {"message": text}}
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 @pytest.fixture
 def stub():
-    s = StubServer()
+    s = FakeServer()
     yield s
     s.close()
 
@@ -136,7 +93,7 @@ def test_run_rerun_stats_and_no_key(stub, data_root, tmp_path, capsys, monkeypat
 
 
 def test_cached_rerun_needs_no_server(data_root, tmp_path, capsys):
-    s = StubServer()
+    s = FakeServer()
     cache = tmp_path / "replies.jsonl"
     args = _args(s.url, cache, data_root, "--steps", "3", "--limit", "2", "--no-progress")
     assert main(args) == 0 and len(s.requests) == 2
@@ -218,7 +175,7 @@ def test_key_from_named_variable(stub, data_root, tmp_path, capsys, monkeypatch)
 def test_server_errors_stop_the_run_and_resume(stub, data_root, tmp_path, capsys,
                                                monkeypatch):
     monkeypatch.setenv("MIR_LLM_API_KEY", KEY)
-    stub.script = [(503, f"overloaded; your key {KEY}")] * 3
+    stub.script = [(503, f"overloaded; your key {KEY}", 0.0)] * 3
     cache = tmp_path / "replies.jsonl"
     args = _args(stub.url, cache, data_root, "--steps", "3", "--limit", "6",
                  "--concurrency", "1", "--abort-after", "3")
@@ -236,7 +193,7 @@ def test_server_errors_stop_the_run_and_resume(stub, data_root, tmp_path, capsys
 
 
 def test_refused_key_stops_at_the_first_item(stub, data_root, tmp_path, capsys):
-    stub.script = [(401, "invalid api key")] * 5
+    stub.script = [(401, "invalid api key", 0.0)] * 5
     args = _args(stub.url, tmp_path / "c.jsonl", data_root, "--steps", "3", "--limit", "4",
                  "--concurrency", "1")
     assert main(args) == 2
@@ -245,7 +202,7 @@ def test_refused_key_stops_at_the_first_item(stub, data_root, tmp_path, capsys):
 
 
 def test_unanswered_items_exit_1_then_rerun_retries_them(stub, data_root, tmp_path, capsys):
-    stub.script = [(503, "busy")]
+    stub.script = [(503, "busy", 0.0)]
     cache = tmp_path / "c.jsonl"
     args = _args(stub.url, cache, data_root, "--steps", "3", "--limit", "3",
                  "--concurrency", "1", "--no-progress")
