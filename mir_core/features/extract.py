@@ -16,6 +16,11 @@ A bad input never stops the batch: a missing file, a corrupt file, a clip withou
 audio track or without frames is recorded per item (item id, path, error class,
 message); its row is all zeros and fully masked (``ok`` False). Everything already
 written is kept.
+
+With ``num_workers=k`` the clips of a chunk are decoded in ``k`` DataLoader worker processes
+(in parallel, in input order) and encoded in the calling process: a worker returns an
+item's error instead of raising, so the features and the manifest equal those of
+``num_workers=0`` (decoding in the calling process).
 """
 from __future__ import annotations
 
@@ -23,10 +28,12 @@ import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
+import torch.utils.data
 
 from .. import modelpack
 from .audio import AudioSettings, load_wave_encoder, read_audio
@@ -171,17 +178,64 @@ def _error_row(e: BaseException) -> tuple[str, str]:
     return type(e).__name__, str(e)[:500]
 
 
+def _decode(modality: str, s: VideoSettings | AudioSettings, path: str) -> np.ndarray:
+    """The decoded clip: frames (T, H, W, 3) uint8 or a wave (S,) float32."""
+    if modality == "video":
+        return read_frames(path, s.n_frames, s.mode, s.decode_size, s.fps)
+    return read_audio(path, s.sample_rate, s.max_seconds)
+
+
+_Decoded = tuple[np.ndarray | None, tuple[str, str] | None]   # (array, None) | (None, error row)
+
+
+class _DecodedClips(torch.utils.data.Dataset):
+    """Clip ``j`` decoded as (array, None), or (None, (error class, message)) when it cannot
+    be: a DataLoader worker hands an item's error back instead of raising it."""
+
+    def __init__(self, paths: list[str], decode: Callable[[str], np.ndarray]):
+        self.paths, self.decode = paths, decode
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, j: int) -> _Decoded:
+        try:
+            return self.decode(self.paths[j]), None
+        except Exception as e:                # named ClipError subclasses, or anything else
+            return None, _error_row(e)
+
+
+def _as_is(item: _Decoded) -> _Decoded:
+    """The DataLoader's per-item collate: keep numpy arrays (no conversion to tensors)."""
+    return item
+
+
+def _decode_all(paths: list[str], decode: Callable[[str], np.ndarray],
+                num_workers: int) -> Iterator[_Decoded]:
+    """Every clip decoded, in order: in DataLoader workers, or here with ``num_workers`` 0
+    or a single clip (a worker would only add its start-up)."""
+    clips = _DecodedClips(paths, decode)
+    if num_workers == 0 or len(paths) < 2:
+        return (clips[j] for j in range(len(clips)))
+    return iter(torch.utils.data.DataLoader(clips, batch_size=None, collate_fn=_as_is,
+                                            num_workers=min(num_workers, len(paths))))
+
+
 def extract_clip_features(clips: Sequence, modality: str, settings=None, *,
                           dataset: str = "synthetic", split: str = "clips",
                           store: FeatureStore | None = None, batch_size: int = 8,
                           checksum: str = "sha256", encoder=None, progress: bool = True,
+                          num_workers: int = 0,
                           log: Callable[[str], None] = print) -> ExtractionResult:
     """Features of every clip for one modality, from the store or computed (see module doc).
 
     ``settings``: :class:`VideoSettings` / :class:`AudioSettings` (encoder name included);
     ``encoder``: an already loaded encoder object to use instead of loading one by name;
-    ``batch_size``: clips per chunk (a chunk is the unit of resumption and of batching).
+    ``batch_size``: clips per chunk (a chunk is the unit of resumption and of batching);
+    ``num_workers``: DataLoader worker processes decoding each chunk (0: decode here).
     """
+    if num_workers < 0:
+        raise ValueError(f"num_workers must be >= 0, got {num_workers}")
     items = as_items(clips)
     enc_name, key = _settings_for(modality, settings)
     s = settings if settings is not None else (VideoSettings() if modality == "video"
@@ -199,10 +253,7 @@ def extract_clip_features(clips: Sequence, modality: str, settings=None, *,
                                 else load_wave_encoder(s.encoder))
         return state["encoder"]
 
-    def decode(it: ClipItem) -> np.ndarray:
-        if modality == "video":
-            return read_frames(it.path, s.n_frames, s.mode, s.decode_size, s.fps)  # (T,H,W,3)
-        return read_audio(it.path, s.sample_rate, s.max_seconds)                    # (S,)
+    decode = partial(_decode, modality, s)           # picklable: workers may be spawned
 
     def encode_many(xs: list[np.ndarray]) -> list[np.ndarray]:
         enc = get_encoder()
@@ -219,12 +270,12 @@ def extract_clip_features(clips: Sequence, modality: str, settings=None, *,
         seqs: list[np.ndarray | None] = [None] * n
         errs = [("", "")] * n
         decoded: dict[int, np.ndarray] = {}
-        for j, k in enumerate(batch):
-            it, _ = by_key[k]
-            try:
-                decoded[j] = decode(it)
-            except Exception as e:            # named ClipError subclasses, or anything else
-                errs[j] = _error_row(e)
+        paths = [by_key[k][0].path for k in batch]
+        for j, (x, err) in enumerate(_decode_all(paths, decode, num_workers)):
+            if err is None:
+                decoded[j] = x
+            else:
+                errs[j] = err
         if decoded:
             js = list(decoded)
             try:

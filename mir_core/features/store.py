@@ -78,6 +78,23 @@ verified against its marker). Files are written under per-writer temporary names
 and renamed into place; ``manifest.json`` is renamed last, so a reader never sees a
 half-written entry. Lock files stay (deleting them would race).
 
+``store.sharded(state)`` (``state``: accelerate's ``PartialState`` of a ``torchrun`` /
+``accelerate launch`` job) shares the computation of one entry between the job's
+processes; every process makes the same call with the same inputs, and the root is on a
+filesystem they all see. (0) The main process takes the entry lock and keeps it until the
+entry is published; it looks for an exact or subset hit, or prepares ``parts/`` as a
+single writer does and writes this build's token to ``parts/run`` (it first removes a
+killed job's ``parts/run``, so after the barrier the file's presence is its decision). (1)
+The chunk starts are divided with ``state.split_between_processes``; each process
+computes the chunks of its share that are not finished (rows reused from verified
+siblings as above) and writes them to ``parts/``: disjoint files, no lock. (2) After a
+barrier the main process merges the chunks (now all finished, each verified) and
+publishes the entry, manifest last. (3) After a barrier every process loads it as an
+exact hit. A process that dies ends the job through its launcher (torchrun stops the
+others) and its lock, if it is the main one, goes with it; every finished chunk stays and
+is reused by the rerun, with any number of processes. With one process ``sharded`` is
+the plain store.
+
 Variable-length features (frames, audio frames, tokens) are stored padded to a fixed
 length with a boolean mask: see :func:`pad_sequences`.
 
@@ -88,6 +105,7 @@ length with a boolean mask: see :func:`pad_sequences`.
 """
 from __future__ import annotations
 
+import copy
 import fcntl
 import hashlib
 import json
@@ -98,10 +116,10 @@ import secrets
 import shutil
 import time
 import zlib
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator, Protocol, Sequence
 
 import numpy as np
 
@@ -110,6 +128,7 @@ from .. import paths
 _logger = logging.getLogger(__name__)
 
 DIGESTS = "item_digests.npy"
+_RUN = "run"                      # parts/run: the token of the build under way (sharding)
 _BLOCK = 1 << 22                  # bytes read (and checksummed) at a time
 _RACY_NS = 2_000_000_000          # files changed this recently are re-verified on every load
 _VERIFIED: dict[str, tuple] = {}  # path -> (dev, ino, size, mtime_ns, ctime_ns, checksum)
@@ -233,10 +252,14 @@ def _write_npy_atomic(path: Path, arr: np.ndarray) -> dict:
     return spec
 
 
-def _write_json_atomic(path: Path, obj) -> None:
+def _write_text_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f"{path.name}.tmp-{_writer_tag()}")
-    tmp.write_text(json.dumps(obj, indent=2))
+    tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def _write_json_atomic(path: Path, obj) -> None:
+    _write_text_atomic(path, json.dumps(obj, indent=2))
 
 
 def _read_header(fh) -> tuple[tuple, bool, np.dtype]:
@@ -420,6 +443,57 @@ class _Donor:
     damaged: bool = False
 
 
+@dataclass(frozen=True)
+class _Job:
+    """One request: entry folder, its metadata and inputs, how to compute a chunk."""
+
+    d: Path
+    meta: dict
+    sha: str
+    inputs: list
+    compute: Callable[[Sequence], dict[str, np.ndarray]]
+    chunk_size: int
+    reuse_rows: bool
+
+
+@dataclass
+class _Plan:
+    """One build of ``job.d``: the items' digests, where verified donors hold rows, and the
+    run token its chunk markers carry, so that the manifest counts the chunks this build
+    made, in whichever process, and not those a killed run left."""
+
+    job: _Job
+    idigs: np.ndarray                                  # (N, 16) item digests
+    donors: list[_Donor]
+    source: dict[bytes, tuple[int, int]]               # item digest -> (donor, row)
+    run: str
+    started: float = 0.0                               # perf_counter when parts/ was prepared
+
+    @property
+    def starts(self) -> list[int]:
+        return list(range(0, len(self.job.inputs), self.job.chunk_size))
+
+
+class Processes(Protocol):
+    """The processes of a distributed job as accelerate's ``PartialState`` describes them.
+
+    ``split_between_processes(items)`` is a context manager yielding this process's
+    contiguous share of ``items``, as in accelerate."""
+
+    @property
+    def num_processes(self) -> int: ...
+
+    @property
+    def process_index(self) -> int: ...
+
+    @property
+    def is_main_process(self) -> bool: ...
+
+    def wait_for_everyone(self) -> None: ...
+
+    def split_between_processes(self, inputs: list) -> AbstractContextManager[list]: ...
+
+
 class FeatureStore:
     """Chunked, resumable, verified feature cache (see module docstring).
 
@@ -431,6 +505,16 @@ class FeatureStore:
                  log: Callable[[str], None] | None = None):
         self.root = Path(root) if root is not None else paths.cache_dir() / "features"
         self.log = log if log is not None else _logger.warning
+        self._state: Processes | None = None
+
+    def sharded(self, state: Processes) -> FeatureStore:
+        """This store (same root and log) computing each entry it builds over the processes
+        of ``state`` (an accelerate ``PartialState``): see the module docstring,
+        Concurrency. Every process of the job must make the same calls with the same
+        inputs; with one process it is this store."""
+        store = copy.copy(self)
+        store._state = state
+        return store
 
     def entry_dir(self, dataset: str, split: str, modality: str, encoder: str,
                   settings: dict, inputs_sha256: str) -> Path:
@@ -502,44 +586,112 @@ class FeatureStore:
 
     def _resolve(self, *, dataset, split, modality, encoder, settings, inputs, compute,
                  chunk_size, progress, reuse_rows, mode):
-        """(entry, arrays or None): an exact hit, a subset hit, or a (partial) computation."""
+        """(entry, arrays or None): an exact hit, a subset hit, or a (partial) computation,
+        sharded over the processes of :meth:`sharded` when there are several."""
         inputs = list(inputs)
         sha = digest(inputs)
-        d = self.entry_dir(dataset, split, modality, encoder, settings, sha)
+        job = _Job(self.entry_dir(dataset, split, modality, encoder, settings, sha),
+                   {"dataset": dataset, "split": split, "modality": modality,
+                    "encoder": encoder, "settings": settings},
+                   sha, inputs, compute, chunk_size, reuse_rows)
+        if self._state is not None and self._state.num_processes > 1:
+            return self._resolve_sharded(self._state, job, progress, mode)
+        found, idigs, donors = self._look(job, mode)     # the common cases take no lock
+        if found is not None:
+            return found
+        with self._entry_lock(job.d):
+            found, plan = self._hit_or_plan(job, mode, idigs, donors)
+            if plan is None:
+                return found
+            return self._publish(plan, self._chunks(plan, plan.starts, progress), mode)
+
+    def _resolve_sharded(self, state: Processes, job: _Job, progress: bool, mode: str | None):
+        """The collective :meth:`_resolve` of a distributed job (module docstring,
+        Concurrency): the main process decides under the entry lock, every process computes
+        its share of the chunks, the main process publishes, every process loads."""
+        main = state.is_main_process
+        found = plan = None
+        with self._entry_lock(job.d) if main else nullcontext():
+            if main:                           # the decision is parts/run, present or not
+                (job.d / "parts" / _RUN).unlink(missing_ok=True)     # a killed job's
+                found, idigs, donors = self._look(job, mode)
+                if found is None:
+                    found, plan = self._hit_or_plan(job, mode, idigs, donors)
+            state.wait_for_everyone()          # (0) decided
+            if not main:
+                plan = self._joined_plan(job)
+            if plan is not None:
+                with state.split_between_processes(plan.starts) as mine:
+                    for _ in self._chunks(plan, mine, progress and main):
+                        pass                   # (1) each chunk is written to parts/
+                state.wait_for_everyone()      # (2) every chunk is finished
+                if main:
+                    found = self._publish(plan, self._chunks(plan, plan.starts, False), mode)
+        if plan is not None:
+            state.wait_for_everyone()          # (3) published
+        if main:
+            return found
+        found, _, _ = self._look(job, mode)
+        if found is None:
+            raise RuntimeError(f"feature store: entry {job.d}: the main process published "
+                               "no entry this process can load (every process must make the "
+                               "same call, and the store's root be on a filesystem they all "
+                               "share)")
+        return found
+
+    def _look(self, job: _Job, mode: str | None
+              ) -> tuple[tuple | None, np.ndarray | None, list[_Donor] | None]:
+        """(an exact or subset hit or None, item digests, donors): a first look without
+        writing. A damaged or older exact hit is left for :meth:`_hit_or_plan` (lock held)."""
         idigs = donors = None
-        try:                                  # the common cases take no lock
-            found = self._exact_hit(d, sha, inputs, mode, locked=False)
+        try:
+            found = self._exact_hit(job.d, job.sha, job.inputs, mode, locked=False)
             if found is not None:
-                return found
-            idigs = item_digests(inputs)                               # (N, 16)
-            donors = self._donors(d) if reuse_rows and inputs else []
-            found = self._subset_hit(donors, idigs, mode)
-            if found is not None:
-                return found
+                return found, None, None
+            idigs = item_digests(job.inputs)                           # (N, 16)
+            donors = self._donors(job.d) if job.reuse_rows and job.inputs else []
+            return self._subset_hit(donors, idigs, mode), idigs, donors
         except (_Damage, _NeedsLock):
-            pass                              # looked at again under the lock, reported there
-        with self._entry_lock(d):
-            try:
-                found = self._exact_hit(d, sha, inputs, mode, locked=True)
-                if found is not None:
-                    return found              # finished meanwhile, or backfilled
-            except _Damage as e:
-                self.log(f"feature store: {e}; recomputing the entry")
-            if idigs is None:
-                idigs = item_digests(inputs)
-            if donors is None:
-                donors = self._donors(d) if reuse_rows and inputs else []
-            source: dict[bytes, tuple[int, int]] = {}                  # digest -> (donor, row)
-            wanted = {r.tobytes() for r in idigs}
-            for k, donor in enumerate(donors):                         # largest donor first
-                mine = [dg for dg in wanted if dg in donor.row_of]
-                if mine and self._open_donor(donor):
-                    source.update({dg: (k, donor.row_of[dg]) for dg in mine})
-                    wanted.difference_update(mine)
-            meta = {"dataset": dataset, "split": split, "modality": modality,
-                    "encoder": encoder, "settings": settings}
-            return self._build(d, meta, sha, inputs, idigs, donors, source, compute,
-                               chunk_size, progress, mode)
+            return None, idigs, donors        # looked at again under the lock, reported there
+
+    def _hit_or_plan(self, job: _Job, mode: str | None, idigs: np.ndarray | None,
+                     donors: list[_Donor] | None) -> tuple[tuple | None, _Plan | None]:
+        """(the exact hit finished meanwhile or backfilled, None) or (None, the prepared build
+        of the entry). Lock held."""
+        try:
+            found = self._exact_hit(job.d, job.sha, job.inputs, mode, locked=True)
+            if found is not None:
+                return found, None
+        except _Damage as e:
+            self.log(f"feature store: {e}; recomputing the entry")
+        plan = self._plan(job, idigs, donors)
+        self._prepare(plan)
+        return None, plan
+
+    def _plan(self, job: _Job, idigs: np.ndarray | None = None,
+              donors: list[_Donor] | None = None, run: str | None = None) -> _Plan:
+        """The build of ``job``: which items verified donors (largest first) already hold."""
+        if idigs is None:
+            idigs = item_digests(job.inputs)
+        if donors is None:
+            donors = self._donors(job.d) if job.reuse_rows and job.inputs else []
+        source: dict[bytes, tuple[int, int]] = {}                      # digest -> (donor, row)
+        wanted = {r.tobytes() for r in idigs}
+        for k, donor in enumerate(donors):
+            mine = [dg for dg in wanted if dg in donor.row_of]
+            if mine and self._open_donor(donor):
+                source.update({dg: (k, donor.row_of[dg]) for dg in mine})
+                wanted.difference_update(mine)
+        return _Plan(job, idigs, donors, source, run if run is not None else _writer_tag())
+
+    def _joined_plan(self, job: _Job) -> _Plan | None:
+        """In a process other than the main one: the build the main process prepared (its
+        ``parts/run`` token), or None when it found a hit."""
+        try:
+            run = (job.d / "parts" / _RUN).read_text()
+        except FileNotFoundError:
+            return None
+        return self._plan(job, run=run)
 
     def _subset_hit(self, donors: list[_Donor], idigs: np.ndarray, mode: str | None):
         """(entry, arrays) served from the first verified donor holding every input item."""
@@ -636,103 +788,125 @@ class FeatureStore:
             donor.manifest = {**donor.manifest, "checksums": sums, "dtypes": dtypes}
             _write_json_atomic(donor.path / "manifest.json", donor.manifest)
 
-    def _finished_chunk(self, d: Path, parts: Path, s: int, rows: int
-                        ) -> dict[str, np.ndarray] | None:
-        """The verified arrays of a chunk of ``rows`` items a previous run finished; None if
-        there is none (a marker of an older version, without checksums, or one written with
+    def _prepare(self, plan: _Plan) -> None:
+        """Make entry ``plan.job.d`` ready for its chunks (lock held): unpublish a damaged
+        entry, remove a dead writer's staging folders and the chunks of other inputs, stamp
+        ``parts/`` with the inputs and this build's run token."""
+        d = plan.job.d
+        (d / "manifest.json").unlink(missing_ok=True)       # unpublish a damaged entry
+        for stale in d.glob(".staging-*"):                  # a dead writer's (we hold the lock)
+            shutil.rmtree(stale, ignore_errors=True)
+        parts = d / "parts"
+        stamp = parts / "inputs_sha256"
+        if parts.exists() and (not stamp.exists() or stamp.read_text() != plan.job.sha):
+            shutil.rmtree(parts)          # inputs changed: partial chunks are stale
+        parts.mkdir(parents=True, exist_ok=True)
+        if not stamp.exists():
+            _write_text_atomic(stamp, plan.job.sha)
+        _write_text_atomic(parts / _RUN, plan.run)
+        plan.started = time.perf_counter()
+
+    def _chunks(self, plan: _Plan, starts: Sequence[int], progress: bool
+                ) -> Iterator[tuple[int, dict[str, np.ndarray], tuple[int, int]]]:
+        """(start, arrays, (computed, rows reused) by this build) of each chunk in ``starts``:
+        a verified finished chunk, or one computed now and written to ``parts/``."""
+        job, n = plan.job, len(plan.job.inputs)
+        if progress:
+            from tqdm.auto import tqdm
+            m = job.meta
+            starts = tqdm(starts, desc=f"{m['dataset']}/{m['split']}/{m['modality']}/"
+                          f"{m['encoder']}", unit="chunk", leave=False)
+        for s in starts:
+            e = min(s + job.chunk_size, n)
+            found = self._finished_chunk(plan, s, e - s)
+            got, made = found if found is not None else self._make_chunk(plan, s, e)
+            yield s, got, made
+
+    def _make_chunk(self, plan: _Plan, s: int, e: int
+                    ) -> tuple[dict[str, np.ndarray], tuple[int, int]]:
+        """Compute items ``s:e`` that no donor holds, take the rest from the donors, write the
+        chunk's files and then its ``.done`` marker: (arrays, (1 if computed, rows reused))."""
+        job, parts = plan.job, plan.job.d / "parts"
+        chunk = job.inputs[s:e]
+        prev = [plan.source.get(r.tobytes()) for r in plan.idigs[s:e]]
+        todo = [j for j, w in enumerate(prev) if w is None]
+        have = [j for j, w in enumerate(prev) if w is not None]
+        new = {name: np.asarray(a) for name, a in job.compute([chunk[j] for j in todo]).items()} \
+            if todo else {}
+        for name, arr in new.items():
+            if arr.shape[0] != len(todo):
+                raise ValueError(f"compute() returned {arr.shape[0]} rows of {name!r} for "
+                                 f"a chunk of {len(todo)} inputs")
+        names = sorted(new) if todo else sorted(plan.donors[prev[0][0]].manifest["arrays"])
+        got, specs = {}, {}
+        for name in names:
+            if not have:
+                arr = new[name]
+            else:
+                kept = self._donor_rows(plan, name, [prev[j] for j in have])
+                if not todo:
+                    arr = kept
+                else:
+                    fresh = new[name]
+                    arr = np.empty((len(chunk), *fresh.shape[1:]),
+                                   dtype=np.result_type(fresh.dtype, kept.dtype))
+                    arr[np.asarray(todo)] = fresh
+                    arr[np.asarray(have)] = kept
+            got[name] = arr
+            specs[name] = _write_npy_atomic(parts / f"{s:09d}.{name}.npy", arr)
+        made = (int(bool(todo)), len(have))
+        _write_json_atomic(parts / f"{s:09d}.done", {"arrays": specs, "run": plan.run,
+                                                     "made": list(made)})
+        return got, made
+
+    @staticmethod
+    def _donor_rows(plan: _Plan, name: str, where: list[tuple[int, int]]) -> np.ndarray:
+        """Array ``name`` at the (donor, row) pairs ``where``, stacked."""
+        out = []
+        for k, r in where:
+            arrays = plan.donors[k].arrays
+            if name not in arrays:
+                raise ValueError(f"{plan.donors[k].path} has no array {name!r} (it has "
+                                 f"{sorted(arrays)}); delete that entry folder")
+            out.append(np.asarray(arrays[name][r]))
+        return np.stack(out)
+
+    def _finished_chunk(self, plan: _Plan, s: int, rows: int
+                        ) -> tuple[dict[str, np.ndarray], tuple[int, int]] | None:
+        """The verified arrays of a chunk of ``rows`` items at ``s`` that is already finished
+        and what this build did for it ((0, 0) when an earlier run wrote it); None if there
+        is none (a marker of an older version, without checksums, or one written with
         another chunk size counts as none)."""
+        d, parts = plan.job.d, plan.job.d / "parts"
         done = parts / f"{s:09d}.done"
         if not done.exists():
             return None
         try:
-            specs = json.loads(done.read_text()).get("arrays")
+            marker = json.loads(done.read_text())
+            specs = marker.get("arrays")
             if any(spec["shape"][0] != rows for spec in specs.values()):
                 return None
-            return {name: _read_npy(parts / f"{s:09d}.{name}.npy", spec, "load", d,
-                                    f"chunk file 'parts/{s:09d}.{name}.npy'")[0]
-                    for name, spec in specs.items()}
+            arrays = {name: _read_npy(parts / f"{s:09d}.{name}.npy", spec, "load", d,
+                                      f"chunk file 'parts/{s:09d}.{name}.npy'")[0]
+                      for name, spec in specs.items()}
+            made = tuple(marker["made"]) if marker.get("run") == plan.run else (0, 0)
+            return arrays, made
         except (OSError, ValueError, AttributeError, KeyError, IndexError, TypeError):
             return None
         except _Damage as e:
             self.log(f"feature store: {e}; recomputing that chunk")
             return None
 
-    def _build(self, d: Path, meta: dict, sha: str, inputs: list, idigs: np.ndarray,
-               donors: list[_Donor], source: dict, compute, chunk_size: int, progress: bool,
-               mode: str | None):
-        """Compute entry ``d`` chunk by chunk (lock held), reusing finished chunks and
-        verified donor rows, then publish it: files first, manifest last."""
-        (d / "manifest.json").unlink(missing_ok=True)       # unpublish a damaged entry
-        for stale in d.glob(".staging-*"):                  # a dead writer's (we hold the lock)
-            shutil.rmtree(stale, ignore_errors=True)
-        parts = d / "parts"
-        stamp = parts / "inputs_sha256"
-        if parts.exists() and (not stamp.exists() or stamp.read_text() != sha):
-            shutil.rmtree(parts)          # inputs changed: partial chunks are stale
-        parts.mkdir(parents=True, exist_ok=True)
-        if not stamp.exists():
-            tmp = stamp.with_name(f"inputs_sha256.tmp-{_writer_tag()}")
-            tmp.write_text(sha)
-            os.replace(tmp, stamp)
-
-        def donor_rows(name: str, where: list[tuple[int, int]]) -> np.ndarray:
-            out = []
-            for k, r in where:
-                arrays = donors[k].arrays
-                if name not in arrays:
-                    raise ValueError(f"{donors[k].path} has no array {name!r} (it has "
-                                     f"{sorted(arrays)}); delete that entry folder")
-                out.append(np.asarray(arrays[name][r]))
-            return np.stack(out)
-
-        def make_chunk(s: int, e: int) -> dict[str, np.ndarray]:
-            chunk = inputs[s:e]
-            prev = [source.get(r.tobytes()) for r in idigs[s:e]]
-            todo = [j for j, w in enumerate(prev) if w is None]
-            have = [j for j, w in enumerate(prev) if w is not None]
-            new = {name: np.asarray(a) for name, a in compute([chunk[j] for j in todo]).items()} \
-                if todo else {}
-            for name, arr in new.items():
-                if arr.shape[0] != len(todo):
-                    raise ValueError(f"compute() returned {arr.shape[0]} rows of {name!r} for "
-                                     f"a chunk of {len(todo)} inputs")
-            names = sorted(new) if todo else sorted(donors[prev[0][0]].manifest["arrays"])
-            got, specs = {}, {}
-            for name in names:
-                if not have:
-                    arr = new[name]
-                else:
-                    kept = donor_rows(name, [prev[j] for j in have])
-                    if not todo:
-                        arr = kept
-                    else:
-                        fresh = new[name]
-                        arr = np.empty((len(chunk), *fresh.shape[1:]),
-                                       dtype=np.result_type(fresh.dtype, kept.dtype))
-                        arr[np.asarray(todo)] = fresh
-                        arr[np.asarray(have)] = kept
-                got[name] = arr
-                specs[name] = _write_npy_atomic(parts / f"{s:09d}.{name}.npy", arr)
-            _write_json_atomic(parts / f"{s:09d}.done", {"arrays": specs})
-            stats["computed"] += bool(todo)
-            stats["reused"] += len(have)
-            return got
-
-        n = len(inputs)
-        t0 = time.perf_counter()
-        stats = {"computed": 0, "reused": 0}
+    def _publish(self, plan: _Plan, chunks: Iterator[tuple[int, dict, tuple[int, int]]],
+                 mode: str | None):
+        """Merge ``chunks`` (every chunk of the entry, in order; lock held) and publish the
+        entry: files first, manifest last, then ``parts/`` removed."""
+        d, meta, n = plan.job.d, plan.job.meta, len(plan.job.inputs)
+        computed = reused = 0
         out: dict[str, np.ndarray] = {}
         names: list[str] | None = None
-        iterator = range(0, n, chunk_size)
-        if progress:
-            from tqdm.auto import tqdm
-            iterator = tqdm(iterator, desc=f"{meta['dataset']}/{meta['split']}/"
-                            f"{meta['modality']}/{meta['encoder']}", unit="chunk", leave=False)
-        for s in iterator:
-            e = min(s + chunk_size, n)
-            got = self._finished_chunk(d, parts, s, e - s)
-            if got is None:
-                got = make_chunk(s, e)
+        for s, got, (c, r) in chunks:
+            computed, reused = computed + c, reused + r
             if names is None:
                 names = sorted(got)
             elif sorted(got) != names:
@@ -748,26 +922,26 @@ class FeatureStore:
                 wider = np.result_type(out[name].dtype, arr.dtype)
                 if wider != out[name].dtype:             # e.g. longer strings in this chunk
                     out[name] = out[name].astype(wider)
-                out[name][s:e] = arr
-        seconds = time.perf_counter() - t0
+                out[name][s:s + len(arr)] = arr
+        seconds = time.perf_counter() - plan.started
         names = names or []
         staging = d / f".staging-{_writer_tag()}"
         staging.mkdir()
         specs = {f"{name}.npy": _write_npy(staging / f"{name}.npy", out[name]) for name in names}
-        specs[DIGESTS] = _write_npy(staging / DIGESTS, idigs)
+        specs[DIGESTS] = _write_npy(staging / DIGESTS, plan.idigs)
         for fname in specs:
             os.replace(staging / fname, d / fname)
         manifest = {
-            **meta, "inputs_sha256": sha, "n": n, "arrays": names,
+            **meta, "inputs_sha256": plan.job.sha, "n": n, "arrays": names,
             "shapes": {name: list(out[name].shape) for name in names},
             "dtypes": {name: out[name].dtype.str for name in names},
             "checksums": {fname: spec["checksum"] for fname, spec in specs.items()},
-            "chunks_computed": stats["computed"], "rows_reused": stats["reused"],
+            "chunks_computed": computed, "rows_reused": reused,
             "item_digests": DIGESTS, "seconds": round(seconds, 3),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
         _write_json_atomic(d / "manifest.json", manifest)     # the commit point
-        shutil.rmtree(parts)
+        shutil.rmtree(d / "parts")
         staging.rmdir()
         entry = StoreEntry(d, manifest)
         if mode is None:
