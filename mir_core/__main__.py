@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import os
 import sys
 
 from .data import DataError
@@ -192,6 +193,22 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {type(e).__name__}: {_one_line(e)}", file=sys.stderr)
         return 2
+    finally:
+        _end_processes()
+
+
+def _is_main_process() -> bool:
+    """False in the processes other than the main one of a distributed launch."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+def _end_processes() -> None:
+    """Close the process group of a distributed launch (torch warns at exit otherwise)."""
+    if "torch" not in sys.modules:             # a command that never loaded torch
+        return
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _one_line(e: BaseException) -> str:
@@ -218,7 +235,8 @@ def _dispatch(a) -> int:
                        max_train=a.max_train, max_eval=a.max_eval, name=a.name)
         summary = run(spec, data_root=a.data_root, out_dir=a.out, resume=not a.fresh,
                       progress=a.progress)
-        print(json.dumps({k: summary[k] for k in ("folder", "test")}, indent=2))
+        if _is_main_process():
+            print(json.dumps({k: summary[k] for k in ("folder", "test")}, indent=2))
         return 0
     if a.cmd == "ablate":
         from . import ablation

@@ -52,7 +52,8 @@ class TrainConfig:
     proj_dim: int = 0                 # frozen: trainable projection of frozen features
     lr: float = 1e-3
     encoder_lr: float = 0.0           # partial/full: lr of the encoder layers (0: lr)
-    batch_size: int = 32
+    batch_size: int = 32              # the global batch, over all processes together
+    batch_per_process: bool = False   # True: batch_size per process (global: N x batch_size)
     epochs: int = 100
     warmup_ratio: float = 0.1
     weight_decay: float = 0.05

@@ -16,11 +16,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler
 
 from ..metrics import classification_metrics
 from ..models.registry import BuildContext, Method
 from .config import TrainConfig
+from .distributed import ShardedBatches
 from .inputs import RegimeInputs, SplitInputs
 
 
@@ -68,16 +69,26 @@ class BucketedSampler:
 
 
 def make_loader(inputs: SplitInputs, batch_size: int, shuffle: bool, seed: int,
-                trim: bool, bucketing: bool = False) -> DataLoader:
+                trim: bool, bucketing: bool = False, rank: int = 0,
+                world: int = 1) -> DataLoader:
     """Batches of ``inputs.batch(idx)`` dicts. Evaluation keeps the split's order (the
-    official fusion's gamma is a batch mean: batch composition matters)."""
+    official fusion's gamma is a batch mean: batch composition matters). Training batches
+    are global batches of ``batch_size``; with ``world`` > 1 processes this process gets
+    its share of each (:class:`~mir_core.training.distributed.ShardedBatches`)."""
     collate = lambda ids: inputs.batch(torch.as_tensor(ids), trim=trim)  # noqa: E731
-    if shuffle and bucketing and inputs.lengths is not None:
-        return DataLoader(_Rows(len(inputs)), collate_fn=collate,
-                          batch_sampler=BucketedSampler(inputs.lengths, batch_size, seed))
-    g = torch.Generator().manual_seed(seed)
-    return DataLoader(_Rows(len(inputs)), batch_size=batch_size, shuffle=shuffle, generator=g,
-                      collate_fn=collate)
+    if not shuffle:
+        return DataLoader(_Rows(len(inputs)), batch_size=batch_size, collate_fn=collate)
+    g = None
+    if bucketing and inputs.lengths is not None:
+        batches = BucketedSampler(inputs.lengths, batch_size, seed)
+    else:   # exactly what DataLoader(shuffle=True, generator=g) builds and draws from g
+        g = torch.Generator().manual_seed(seed)
+        batches = BatchSampler(RandomSampler(_Rows(len(inputs)), generator=g), batch_size,
+                               drop_last=False)
+    if world > 1:
+        batches = ShardedBatches(batches, rank, world)
+    return DataLoader(_Rows(len(inputs)), collate_fn=collate, batch_sampler=batches,
+                      generator=g)
 
 
 @contextlib.contextmanager
@@ -101,7 +112,12 @@ def scoped_determinism(num_threads: int = 0):
 @torch.no_grad()
 def predict(model, inputs: SplitInputs, batch_size: int, trim: bool,
             accelerator=None) -> dict[str, np.ndarray]:
-    """Logits, argmax predictions and the model's per-sample scores, in split order."""
+    """Logits, argmax predictions and the model's per-sample scores, in split order.
+
+    With several processes the batches are dealt to them whole and gathered with
+    ``gather_for_metrics`` (the padding of the last round dropped): every process returns
+    the whole split, and a count other than the split size is an error, never a metric
+    over duplicated or missing rows."""
     model.eval()
     loader = make_loader(inputs, batch_size, shuffle=False, seed=0, trim=trim)
     if accelerator is not None:
@@ -117,6 +133,9 @@ def predict(model, inputs: SplitInputs, batch_size: int, trim: bool,
                 v = accelerator.gather_for_metrics(v)
             outs.setdefault(k, []).append(v.cpu().numpy())
     res = {k: np.concatenate(v) for k, v in outs.items()}
+    if len(res["logits"]) != len(inputs):
+        raise RuntimeError(f"evaluation gathered {len(res['logits'])} rows for the "
+                           f"{len(inputs)} of {inputs.split.dataset}/{inputs.split.split}")
     res["pred"] = res["logits"].argmax(-1)
     return res
 
@@ -155,15 +174,21 @@ def train_one_seed(method: Method, options, cfg: TrainConfig, seed: int, data: R
     set_seed(seed)
     model = method.build(BuildContext(num_labels=num_labels, train_config=cfg,
                                       encoder=data.encoder_factory(), options=options))
-    loader = make_loader(train, cfg.batch_size, shuffle=True, seed=seed, trim=data.trim,
-                         bucketing=cfg.length_bucketing)
+    world = accelerator.num_processes
+    global_batch = cfg.batch_size * (world if cfg.batch_per_process else 1)
+    loader = make_loader(train, global_batch, shuffle=True, seed=seed, trim=data.trim,
+                         bucketing=cfg.length_bucketing, rank=accelerator.process_index,
+                         world=world)
     optimizer = torch.optim.AdamW(_param_groups(model, cfg), lr=cfg.lr)
-    steps = math.ceil(len(loader) / accelerator.num_processes) * cfg.epochs
+    steps = len(loader) * cfg.epochs              # optimizer steps: one per global batch
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * steps), steps)
-    model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
+    # the loader shards itself (ShardedBatches) and the scheduler steps once per step, so
+    # neither goes through prepare(); the model (DDP, autocast) and optimizer do
+    model, optimizer = accelerator.prepare(model, optimizer)
+    device = accelerator.device
 
     bar = None
-    if progress:
+    if progress and accelerator.is_main_process:
         from tqdm.auto import tqdm
         bar = tqdm(total=cfg.epochs, desc=f"{method.name} seed {seed}", unit="epoch",
                    leave=False)
@@ -177,6 +202,7 @@ def train_one_seed(method: Method, options, cfg: TrainConfig, seed: int, data: R
         te = time.perf_counter()
         tot, n = 0.0, 0
         for batch in loader:
+            batch = {k: v.to(device) for k, v in batch.items()}
             out = model(**batch)
             accelerator.backward(out.loss)
             if cfg.grad_clip > 0:
@@ -187,6 +213,9 @@ def train_one_seed(method: Method, options, cfg: TrainConfig, seed: int, data: R
             b = len(batch["labels"])
             tot += float(out.loss.detach()) * b
             n += b
+        if world > 1:                              # the loss over every process's share
+            tot, n = accelerator.reduce(torch.tensor([tot, float(n)], device=device),
+                                        "sum").tolist()
         dev_pred = predict(model, dev, cfg.eval_batch_size, data.trim, accelerator)["pred"]
         dev_m = classification_metrics(dev_labels, dev_pred)
         history.append({"epoch": epoch + 1, "train_loss": tot / max(n, 1), "dev_F1": dev_m["F1"],
@@ -218,6 +247,7 @@ def train_one_seed(method: Method, options, cfg: TrainConfig, seed: int, data: R
         "best_epoch": best["epoch"], "epochs_run": len(history),
         "train_seconds": round(train_seconds, 2),
         "seconds_per_epoch": round(float(np.mean([h["seconds"] for h in history])), 3),
+        "processes": world, "global_batch": global_batch,
         "history": history,
     }
     log(f"seed {seed}: test F1 {metrics['F1']:.2f} ACC {metrics['ACC']:.2f} "

@@ -20,6 +20,7 @@ then says so instead of silently mixing the two.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -37,6 +38,7 @@ from ..data import MIRSplit, get_spec, load_split, sha256_of
 from ..metrics import METRICS, format_summary, summarize
 from ..models import get_method
 from .config import ConfigError, TrainConfig, preset
+from .distributed import broadcast, make_accelerator
 from .inputs import build_inputs
 from .loop import scoped_determinism, train_one_seed
 
@@ -153,14 +155,15 @@ def data_checksums(dataset: str, root: Path) -> dict[str, str]:
 
 def code_digest(method) -> str:
     """sha256 over the source files that compute a run's numbers (the method's model file,
-    the source encoders, the losses, the loop and the input builder): a changed model or
-    loss makes old seeds stale even when every setting is the same."""
+    the source encoders, the losses, the loop, its process sharding and the input
+    builder): a changed model or loss makes old seeds stale even when every setting is the
+    same."""
     import inspect
 
     from .. import losses
     from ..models import encoders
-    from . import inputs, loop
-    mods = {inspect.getmodule(method.build), encoders, losses, inputs, loop}
+    from . import distributed, inputs, loop
+    mods = {inspect.getmodule(method.build), encoders, losses, inputs, loop, distributed}
     h = hashlib.sha256()
     for path in sorted(Path(inspect.getsourcefile(m)) for m in mods):
         h.update(path.name.encode())
@@ -214,8 +217,6 @@ def run(spec: RunSpec, data_root: str | Path | None = None, out_dir: str | Path 
     what is done); stale ones still follow ``stale`` ("retrain" leaves them out here)."""
     if stale not in ("error", "retrain"):
         raise ConfigError(f"stale must be 'error' or 'retrain', got {stale!r}")
-    from accelerate import Accelerator
-
     root = Path(data_root) if data_root is not None else paths.data_dir() / "lgsrr"
     ds = get_spec(spec.dataset, root)          # also finds a user's dataset spec file
     cfg, options = spec.validate()
@@ -227,6 +228,25 @@ def run(spec: RunSpec, data_root: str | Path | None = None, out_dir: str | Path 
     splits["train"] = splits["train"].subset(spec.max_train, seed=0)
     splits["dev"] = splits["dev"].subset(spec.max_eval, seed=0)
     splits["test"] = splits["test"].subset(spec.max_eval, seed=0)
+    # several processes (accelerate launch / torchrun / notebook_launcher): all of them
+    # train, the main one alone logs, shows bars and reads and writes the run folder
+    accelerator = make_accelerator(cfg.mixed_precision) if train else None
+    world = accelerator.num_processes if accelerator is not None else 1
+    is_main = accelerator is None or accelerator.is_main_process
+    if not cfg.batch_per_process and cfg.batch_size < world:
+        raise ConfigError(f"batch_size {cfg.batch_size} is the global batch and cannot be shared "
+                          f"by {world} processes: raise it, or set batch_per_process=True")
+    if not is_main:
+        log, progress = _quiet, False
+    if world > 1:
+        from accelerate import PartialState
+
+        from ..features.store import FeatureStore
+        store = (store if store is not None else FeatureStore()).sharded(PartialState())
+        per = cfg.batch_size if cfg.batch_per_process else cfg.batch_size / world
+        log(f"{world} processes: global batch {per * world:g} = {world} x {per:g} per process"
+            + (" (batch_per_process)" if cfg.batch_per_process else
+               " (the preset's batch_size is global)"))
     if method.uses_ranks and not splits["train"].has_ranks:
         log(f"note: {ds.name} has no LLM ranks: {method.name} trains without L_rank")
     t0 = time.perf_counter()
@@ -242,7 +262,7 @@ def run(spec: RunSpec, data_root: str | Path | None = None, out_dir: str | Path 
         "data": data_checksums(ds.name, root),
         "inputs": {k: v.digest for k, v in data.splits.items()},
         "code": code_digest(method),
-        "world_size": 1,
+        "world_size": world,
     }
 
     created = not folder.exists()
@@ -253,14 +273,22 @@ def run(spec: RunSpec, data_root: str | Path | None = None, out_dir: str | Path 
                 rows = _train_seeds(spec, method, options, cfg, ds, data, splits, folder,
                                     base_fp, resume, log, progress, None, stale, on_seed, train)
         else:
-            folder.mkdir(parents=True, exist_ok=True)
-            with RunLock(folder):
+            with contextlib.ExitStack() as held:
+                error = None
+                if is_main:
+                    try:
+                        folder.mkdir(parents=True, exist_ok=True)
+                        held.enter_context(RunLock(folder))
+                    except RunError as e:
+                        error = str(e)
+                error = broadcast(accelerator, error)      # every process stops, or none
+                if error:
+                    raise RunError(error)
                 rows = _train_seeds(spec, method, options, cfg, ds, data, splits, folder,
-                                    base_fp, resume, log, progress,
-                                    Accelerator(mixed_precision=cfg.mixed_precision),
-                                    stale, on_seed, train)
+                                    base_fp, resume, log, progress, accelerator, stale,
+                                    on_seed, train)
     except BaseException:
-        if created and not any(folder.glob("seed_*/metrics.json")):
+        if is_main and created and not any(folder.glob("seed_*/metrics.json")):
             shutil.rmtree(folder, ignore_errors=True)     # a failed start leaves nothing
         raise
     summary = {
@@ -274,8 +302,9 @@ def run(spec: RunSpec, data_root: str | Path | None = None, out_dir: str | Path 
         "feature_seconds": round(feature_seconds, 2),
         "train_seconds_total": round(sum(r["train_seconds"] for r in rows), 2),
         "n_train": len(splits["train"]), "n_test": len(splits["test"]),
+        "processes": world,
     }
-    if train:
+    if train and is_main:
         _write_json(folder / "summary.json", summary)
         (folder / "summary.md").write_text(summary_markdown(summary))
     if rows:
@@ -286,7 +315,7 @@ def run(spec: RunSpec, data_root: str | Path | None = None, out_dir: str | Path 
 def _train_seeds(spec, method, options, cfg, ds, data, splits, folder, base_fp, resume, log,
                  progress, accelerator, stale="error", on_seed=None,
                  train: bool = True) -> list[dict]:
-    if train:
+    if train and (accelerator is None or accelerator.is_main_process):
         _write_json(folder / "config.json", {"spec": asdict(spec), "train_config": asdict(cfg),
                                              "options": asdict(options)})
     rows = []
@@ -313,34 +342,34 @@ def _train_seeds(spec, method, options, cfg, ds, data, splits, folder, base_fp, 
 def _one_seed(seed, spec, method, options, cfg, ds, data, splits, folder, base_fp, resume, log,
               progress, accelerator, stale, on_seed, train=True) -> dict | None:
     """Reuse one seed when its fingerprint matches, else train and write it; its metrics
-    (None when ``train`` is False and the seed is not done)."""
+    (None when ``train`` is False and the seed is not done). With several processes the
+    main one decides (it alone reads the folder), every process trains, the main one
+    writes and the others wait for it."""
     sdir = folder / f"seed_{seed}"
     mfile, ffile = sdir / "metrics.json", sdir / "fingerprint.json"
     fp = {**base_fp, "seed": seed}
-    if resume and mfile.exists():
-        old = json.loads(ffile.read_text()) if ffile.exists() else None
-        if old == fp:
-            metrics = json.loads(mfile.read_text())
-            log(f"seed {seed}: done already ({mfile})")
-            if on_seed is not None:
-                on_seed(metrics, True)
-            return metrics
-        what = ("it has no fingerprint (written by an older version)" if old is None
-                else "; ".join(_diff(old, fp)[:6]))
-        if stale != "retrain":
-            raise RunError(f"{sdir} was trained with other settings ({what}); give this run "
-                           "another name (--name / RunSpec.name) or retrain it (--fresh / "
-                           "resume=False)")
-        if not train:
-            log(f"seed {seed}: stale ({what}); left out")
-            return None
-        log(f"seed {seed}: stale ({what}); retraining")
-    if not train:
-        log(f"seed {seed}: not trained yet; left out")
+    is_main = accelerator is None or accelerator.is_main_process
+    decision = None
+    if is_main:
+        try:
+            decision = _seed_decision(seed, sdir, fp, resume, stale, train, log)
+        except RunError as e:
+            decision = ("error", str(e))
+    kind, value = broadcast(accelerator, decision)
+    if kind == "error":
+        raise RunError(value)
+    if kind == "reuse":
+        if on_seed is not None and is_main:
+            on_seed(value, True)
+        return value
+    if kind == "skip":
         return None
     with scoped_determinism(cfg.num_threads):
         res = train_one_seed(method, options, cfg, seed, data, ds.num_labels, accelerator,
                              log=log, progress=progress, predict_train=bool(method.scores))
+    if not is_main:
+        accelerator.wait_for_everyone()          # the main process writes the seed
+        return res.metrics
     sdir.mkdir(parents=True, exist_ok=True)
     if mfile.exists():
         mfile.unlink()               # retraining: the seed is not done until rewritten
@@ -353,9 +382,41 @@ def _one_seed(seed, spec, method, options, cfg, ds, data, splits, folder, base_f
         tf.to_csv(sdir / "train_scores.csv", index=False)
     _write_json(ffile, fp)
     _write_json(mfile, res.metrics)  # written last: a seed counts as done only when complete
+    if accelerator is not None:
+        accelerator.wait_for_everyone()
     if on_seed is not None:
         on_seed(res.metrics, False)
     return res.metrics
+
+
+def _seed_decision(seed, sdir, fp, resume, stale, train, log) -> tuple[str, object]:
+    """('reuse', metrics) for a finished seed with this fingerprint, ('train', None) or
+    ('skip', None) (not done and ``train`` is False); RunError for a stale seed unless
+    ``stale`` is "retrain"."""
+    mfile, ffile = sdir / "metrics.json", sdir / "fingerprint.json"
+    if resume and mfile.exists():
+        old = json.loads(ffile.read_text()) if ffile.exists() else None
+        if old == fp:
+            log(f"seed {seed}: done already ({mfile})")
+            return "reuse", json.loads(mfile.read_text())
+        what = ("it has no fingerprint (written by an older version)" if old is None
+                else "; ".join(_diff(old, fp)[:6]))
+        if stale != "retrain":
+            raise RunError(f"{sdir} was trained with other settings ({what}); give this run "
+                           "another name (--name / RunSpec.name) or retrain it (--fresh / "
+                           "resume=False)")
+        if not train:
+            log(f"seed {seed}: stale ({what}); left out")
+            return "skip", None
+        log(f"seed {seed}: stale ({what}); retraining")
+    if not train:
+        log(f"seed {seed}: not trained yet; left out")
+        return "skip", None
+    return "train", None
+
+
+def _quiet(*_args, **_kw) -> None:
+    """The log of the processes other than the main one."""
 
 
 def summary_markdown(summary: dict) -> str:
