@@ -10,6 +10,9 @@ baselines' fixed lengths with a mask.
 
 Lengths follow the MIntRec2.0 baselines' feature files: 50 tokens for the utterance and
 50 for each description, both counting the special tokens ([CLS] ... [SEP]).
+
+``precision`` ('fp32', 'bf16' or 'auto') works as in :mod:`mir_core.features.text`: bf16
+features get their own store entries (settings ``precision: bf16``).
 """
 from __future__ import annotations
 
@@ -21,8 +24,9 @@ import torch
 
 from ..data import MIRSplit
 from ..modelpack import canonical_text_encoder, load_text_encoder
+from ..precision import autocast
 from .store import FeatureStore
-from .text import SOURCES, source_texts
+from .text import SOURCES, precision_key, resolve_split_precision, source_texts
 
 
 _LOADED: dict[tuple[str, str | None], tuple] = {}
@@ -50,12 +54,13 @@ class TokenSettings:
 @torch.no_grad()
 def encode_tokens(texts: Sequence[str], tokenizer, model, max_len: int, layer: int = -1,
                   batch_size: int = 64, device: str | None = None,
-                  dtype: str = "float16") -> dict[str, np.ndarray]:
+                  dtype: str = "float16", precision: str = "fp32") -> dict[str, np.ndarray]:
     """Token hidden states padded to ``max_len``.
 
     Returns tokens (N, L, D), mask (N, L) bool, input_ids (N, L) int32,
     length (N,) int32, pooled (N, D) float32 (masked mean of the tokens) and
-    cls (N, D) float32 (first token).
+    cls (N, D) float32 (first token). ``precision``: 'fp32' or 'bf16' (autocast of the
+    encoder; the hidden states are cast back to float32 before pooling).
     """
     device = device or next(model.parameters()).device
     texts = list(texts)
@@ -71,7 +76,8 @@ def encode_tokens(texts: Sequence[str], tokenizer, model, max_len: int, layer: i
         idx = order[s:s + batch_size]
         enc = tokenizer([texts[i] for i in idx], padding=True, truncation=True,
                         max_length=max_len, return_tensors="pt").to(device)
-        out = model(**enc, output_hidden_states=True)
+        with autocast(precision, device):
+            out = model(**enc, output_hidden_states=True)
         hs = out.hidden_states[layer].float()                             # (B, t, D)
         m = enc["attention_mask"].bool()                                  # (B, t)
         t = hs.shape[1]
@@ -91,21 +97,30 @@ def split_token_features(split: MIRSplit, encoder: str = "minilm-l6",
                          settings: TokenSettings = TokenSettings(),
                          store: FeatureStore | None = None, batch_size: int = 64,
                          device: str | None = None, chunk_size: int = 1024,
-                         progress: bool = True) -> dict[str, dict[str, np.ndarray]]:
+                         progress: bool = True, precision: str = "fp32"
+                         ) -> dict[str, dict[str, np.ndarray]]:
     """{source: {'tokens', 'mask', 'input_ids', 'length', 'pooled', 'cls'}} for a split,
     computed once and cached (modality ``tokens-<source>``; a subset of a cached split is
-    served from it)."""
+    served from it). ``precision``: 'fp32', 'bf16' or 'auto' (resolved before the store is
+    looked at)."""
     store = store or FeatureStore()
     enc_name = canonical_text_encoder(encoder)
+
+    def length(source: str) -> int:
+        return settings.text_len if source == "text" else settings.desc_len
+
+    chosen = resolve_split_precision(split, encoder, sources, precision, device=device,
+                                     batch_size=batch_size, max_len=length)
     out = {}
     for source in sources:
-        max_len = settings.text_len if source == "text" else settings.desc_len
-        key = {**asdict(settings), "max_len": max_len, "kind": "tokens"}
+        max_len = length(source)
+        key = {**asdict(settings), "max_len": max_len, "kind": "tokens",
+               **precision_key(chosen)}
 
         def compute(batch, _max_len=max_len):
             return encode_tokens(batch, *_encoder(encoder, device), max_len=_max_len,
                                  layer=settings.layer, batch_size=batch_size, device=device,
-                                 dtype=settings.dtype)
+                                 dtype=settings.dtype, precision=chosen)
 
         out[source] = store.get_or_compute(
             dataset=split.dataset, split=split.split, modality=f"tokens-{source}",

@@ -171,7 +171,9 @@ def train_one_seed(method: Method, options, cfg: TrainConfig, seed: int, data: R
     from transformers import get_linear_schedule_with_warmup
 
     train, dev, test = data.splits["train"], data.splits["dev"], data.splits["test"]
-    set_seed(seed)
+    # rank 0 draws what one process draws; the other ranks' dropout masks differ from it
+    # (their initial weights are replaced by rank 0's when DDP wraps the model)
+    set_seed(seed, device_specific=accelerator.num_processes > 1)
     model = method.build(BuildContext(num_labels=num_labels, train_config=cfg,
                                       encoder=data.encoder_factory(), options=options))
     world = accelerator.num_processes
