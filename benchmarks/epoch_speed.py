@@ -2,7 +2,7 @@
 real train split, for a preset: the cost of LGSRR's relational head and NeuralNDCG.
 
     python benchmarks/epoch_speed.py --preset cpu --dataset MIntRec2.0 [--epochs 3] [--threads 1]
-    python benchmarks/epoch_speed.py --preset cpu-ft --set mixed_precision=bf16
+    python benchmarks/epoch_speed.py --preset cpu-ft --set precision=bf16
 
 Prints the machine (CPU model, flags, torch, threads), each method's per-epoch seconds
 (median over --epochs) and the LGSRR / text ratio. Writes outputs/benchmarks/epoch_speed_*.json.
@@ -24,12 +24,13 @@ from machine import machine_info, machine_line  # noqa: E402
 from mir_core.__main__ import _parse_sets  # noqa: E402
 from mir_core.data import load_split  # noqa: E402
 from mir_core.models import BuildContext, get_method  # noqa: E402
+from mir_core.precision import autocast  # noqa: E402
 from mir_core.training import preset  # noqa: E402
 from mir_core.training.inputs import build_inputs  # noqa: E402
 from mir_core.training.loop import make_loader  # noqa: E402
 
 
-def epoch_seconds(method: str, cfg, splits, epochs: int) -> list[float]:
+def epoch_seconds(method: str, cfg, splits, epochs: int) -> tuple[list[float], str]:
     m = get_method(method)
     data = build_inputs(splits, cfg, m.sources, m.uses_ranks, method)
     torch.manual_seed(0)
@@ -37,18 +38,17 @@ def epoch_seconds(method: str, cfg, splits, epochs: int) -> list[float]:
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
     loader = make_loader(data.splits["train"], cfg.batch_size, True, 0, data.trim,
                          cfg.length_bucketing)
-    bf16 = cfg.mixed_precision == "bf16"
     out = []
     for _ in range(epochs):
         t0 = time.perf_counter()
         for batch in loader:
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            with autocast(data.precision, "cpu"):
                 loss = model(**batch).loss
             loss.backward()
             opt.step()
             opt.zero_grad()
         out.append(time.perf_counter() - t0)
-    return out
+    return out, data.precision
 
 
 def main() -> None:
@@ -68,10 +68,11 @@ def main() -> None:
     print(machine_line(), flush=True)
     res = {}
     for method in ("text", "lgsrr"):
-        secs = epoch_seconds(method, cfg, splits, a.epochs)
-        res[method] = {"epochs": [round(s, 3) for s in secs], "median": statistics.median(secs)}
-        print(f"{method}: {res[method]['median']:.2f} s/epoch ({res[method]['epochs']})",
-              flush=True)
+        secs, precision = epoch_seconds(method, cfg, splits, a.epochs)
+        res[method] = {"epochs": [round(s, 3) for s in secs], "median": statistics.median(secs),
+                       "precision": precision}
+        print(f"{method}: {res[method]['median']:.2f} s/epoch ({res[method]['epochs']}, "
+              f"{precision})", flush=True)
     ratio = res["lgsrr"]["median"] / res["text"]["median"]
     print(f"LGSRR / text: {ratio:.2f}x  ({a.dataset}, preset {a.preset}, n_train "
           f"{len(splits['train'])}, {a.threads} thread(s))")

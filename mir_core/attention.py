@@ -460,7 +460,7 @@ def _split_inputs(run, split, store=None, cache: dict | None = None):
     ck = (str(run.folder), split.split, len(split))
     if cache is not None and ck in cache:
         return cache[ck]
-    inputs, _ = split_inputs(run, split, store)
+    inputs = split_inputs(run, split, store)[0]
     if cache is not None:
         cache[ck] = inputs
     return inputs

@@ -87,8 +87,10 @@ class RunInfo:
         version are dropped, missing ones take their defaults)."""
         from .training.config import TrainConfig
         names = {f.name for f in dataclasses.fields(TrainConfig)}
-        return TrainConfig(**{k: v for k, v in self.config["train_config"].items()
-                              if k in names})
+        saved = dict(self.config["train_config"])
+        if "precision" not in saved and saved.get("mixed_precision") == "bf16":
+            saved["precision"] = "bf16"        # runs from before the setting was renamed
+        return TrainConfig(**{k: v for k, v in saved.items() if k in names})
 
     def seed(self, seed: int | None = None) -> int:
         if seed is None:
@@ -254,7 +256,7 @@ def split_inputs(run: RunInfo, split: MIRSplit, store=None):
     # that name (the store still files it under its own split name)
     data = build_inputs({"train": split}, cfg, method.sources, False, method.name,
                         store=store)
-    return data.splits["train"], data.trim
+    return data.splits["train"], data.trim, data.precision
 
 
 def predict_split(run: RunInfo, split: MIRSplit, seed: int | None = None, store=None,
@@ -269,9 +271,9 @@ def predict_split(run: RunInfo, split: MIRSplit, seed: int | None = None, store=
     if model is None:
         model = load_model(run, seed)[0]
     cfg = run.train_config()
-    inputs, trim = split_inputs(run, split, store)
     with scoped_determinism(cfg.num_threads), torch.no_grad():
-        return predict(model, inputs, cfg.eval_batch_size, trim)
+        inputs, trim, precision = split_inputs(run, split, store)
+        return predict(model, inputs, cfg.eval_batch_size, trim, precision=precision)
 
 
 # --------------------------------------------------------------------------- the case table

@@ -47,6 +47,27 @@ def small_root(data_root, tmp_path) -> Path:
     return tmp_path
 
 
+def write_precision_choice(cache_dir: Path, precision: str, threads: int = 1,
+                           encoder: str = "minilm-l6") -> None:
+    """Write the entry ``precision="auto"`` reads from ``cache_dir/precision.json`` on this
+    machine (CPU, torch, encoder, threads), so a test resolves auto without timing."""
+    import json
+
+    import torch
+
+    from mir_core.machine import cpu_facts
+    from mir_core.precision import CACHE_FILE, cache_key
+    cpu = cpu_facts().ident
+    entry = {"precision": precision, "reason": "written by the test", "fp32_seconds": 1.0,
+             "bf16_seconds": 2.0 if precision == "fp32" else 0.5, "cpu": cpu,
+             "torch": torch.__version__, "encoder": encoder, "threads": threads}
+    path = Path(cache_dir) / CACHE_FILE
+    entries = json.loads(path.read_text()) if path.exists() else {}
+    entries[cache_key(cpu, torch.__version__, encoder, threads)] = entry
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(entries))
+
+
 def edit_line(path: Path, line_no: int, fn) -> None:
     """Apply fn to the tab-split fields of 1-based line ``line_no`` of a TSV file."""
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True)

@@ -406,7 +406,7 @@ def test_pipeline_rebuilds_the_cached_features(tiny_run, data_root):
     from mir_core.attention import attribute_case, run_pipeline
     pipe = run_pipeline(tiny_run)
     test = tiny_run.splits(data_root)["test"]
-    inputs, _ = cases.split_inputs(tiny_run, test)
+    inputs = cases.split_inputs(tiny_run, test)[0]
     texts = [test.texts[3]] + [test.descriptions(s)[3] for s in "AEI"]
     ids, mask, tokens = pipe.tokenize(texts)
     with torch.no_grad():

@@ -20,6 +20,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from conftest import write_precision_choice
 from mir_core.metrics import classification_metrics
 from mir_core.training.distributed import ShardedBatches
 from mir_core.training.loop import _Rows, bucketed_batches, make_loader
@@ -88,6 +89,9 @@ def _env(tmp_path: Path, tag: str) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MIR_TEST_TAG": tag,
            "MIR_CACHE_DIR": str(tmp_path / "cache"), "PYTHONUNBUFFERED": "1"}
     env.pop("WORLD_SIZE", None)
+    # the cpu preset's precision auto, read from the cache here (timing it is
+    # tests/test_precision.py's business); main resolves it and every process follows
+    write_precision_choice(tmp_path / "cache", "fp32")
     return env
 
 

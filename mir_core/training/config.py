@@ -14,6 +14,12 @@ Presets (``preset(dataset, name)``):
   cached once, the top ``finetune_layers`` layers and the head are trained, with
   length-bucketed batches and dynamic padding.
 
+Precision (``precision``, :mod:`mir_core.precision`): ``official`` trains in fp32, as the
+official code; ``cpu`` and ``cpu-ft`` take ``auto``: bf16 autocast only where it measured
+faster than fp32 for the encoder on the machine at hand (2-3.6x on one AMD EPYC, 0.6x on
+an Intel Xeon with the same flags), with results inside the seed spread of fp32
+(docs/RESULTS.md, "Precision"). The resolved value is what a run records.
+
 Known difference from the official code: it uses AdamW without bias correction
 (``correct_bias=False``); torch's AdamW always corrects, which makes the first steps of a
 warmup smaller than the official ones (the two agree after a few hundred steps).
@@ -28,7 +34,7 @@ from ..data import get_spec
 
 REGIMES = ("frozen", "partial", "full")
 POOLINGS = ("mean", "cls", "mean_unmasked")
-PRECISIONS = ("no", "bf16")
+PRECISIONS = ("fp32", "bf16", "auto")       # mir_core.precision
 
 # The official scripts' max_length per dataset (data/__init__.py of thuiar/LGSRR), special
 # tokens included, for the text and for each description alike.
@@ -67,7 +73,7 @@ class TrainConfig:
     text_max_len: int = 0             # tokens incl. special ones; 0: the official value
     desc_max_len: int = 0
     eval_batch_size: int = 8          # official 8: the official fusion's gamma is a batch mean
-    mixed_precision: str = "no"       # no | bf16 (autocast through accelerate)
+    precision: str = "fp32"           # fp32 | bf16 | auto: encoding and training (autocast)
     num_threads: int = 0              # CPU threads for torch (0: leave torch's default)
     length_bucketing: bool = True     # partial/full: batches of similar lengths, trimmed
 
@@ -75,6 +81,9 @@ class TrainConfig:
         """A copy with ``kw`` changed, type-coerced and validated (never mutates self)."""
         names = {f.name for f in dataclasses.fields(self)}
         bad = sorted(set(kw) - names)
+        if "mixed_precision" in bad:
+            raise ConfigError("mixed_precision is now precision: fp32, bf16 or auto (auto "
+                              "times both on this machine and keeps the faster)")
         if bad:
             raise ConfigError(f"unknown setting(s) {bad}; known: {sorted(names)}")
         hints = typing.get_type_hints(TrainConfig)
@@ -98,8 +107,8 @@ class TrainConfig:
         need(not (self.regime == "frozen" and self.pooling == "mean_unmasked"),
              "pooling 'mean_unmasked' needs the padded token sequence: use regime 'partial' "
              "or 'full' (the frozen cache keeps masked mean and cls)")
-        need(self.mixed_precision in PRECISIONS,
-             f"mixed_precision must be one of {list(PRECISIONS)}, got {self.mixed_precision!r}")
+        need(self.precision in PRECISIONS,
+             f"precision must be one of {list(PRECISIONS)}, got {self.precision!r}")
         for name in ("finetune_layers", "layers", "batch_size", "epochs", "patience",
                      "eval_batch_size", "weight_hidden"):
             need(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
@@ -166,7 +175,7 @@ OFFICIAL = {
 _CPU_BASE = TrainConfig(encoder="minilm-l6", regime="frozen", pooling="mean", layers=4,
                         proj_dim=512, lr=1e-3, batch_size=32, epochs=40, patience=6,
                         weight_hidden=256, weight_dropout=0.4, classifier_dropout=0.0,
-                        eval_batch_size=8, num_threads=1)
+                        eval_batch_size=8, num_threads=1, precision="auto")
 CPU = {
     "MIntRec2.0": dataclasses.replace(_CPU_BASE, warmup_ratio=0.1, weight_decay=0.05),
     "IEMOCAP-DA": dataclasses.replace(_CPU_BASE, warmup_ratio=0.05, weight_decay=0.1,
@@ -180,7 +189,8 @@ CPU = {
 _CPU_FT_BASE = TrainConfig(encoder="minilm-l6", regime="partial", finetune_layers=1,
                            pooling="mean", lr=1e-3, encoder_lr=5e-4, batch_size=32, epochs=6,
                            patience=3, weight_hidden=256, weight_dropout=0.4,
-                           classifier_dropout=0.0, eval_batch_size=8, num_threads=2)
+                           classifier_dropout=0.0, eval_batch_size=8, num_threads=2,
+                           precision="auto")
 CPU_FT = {
     "MIntRec2.0": dataclasses.replace(_CPU_FT_BASE, warmup_ratio=0.1, weight_decay=0.05),
     "IEMOCAP-DA": dataclasses.replace(_CPU_FT_BASE, warmup_ratio=0.05, weight_decay=0.1,

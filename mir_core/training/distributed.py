@@ -43,20 +43,32 @@ def launched_processes() -> int:
     return 1
 
 
-def make_accelerator(mixed_precision: str = "no"):
+def make_accelerator():
     """The run's Accelerator: gloo on CPU when several processes were started without a
     GPU; unused parameters tolerated under DDP (an ablated model leaves some branches
-    without gradients); long collective timeouts (see COLLECTIVE_TIMEOUT)."""
+    without gradients); long collective timeouts (see COLLECTIVE_TIMEOUT).
+
+    Its ``mixed_precision`` stays 'no': the run's ``precision`` setting is applied by the
+    loop (see :mod:`mir_core.training.loop`). A launcher asking for accelerate's own mixed
+    precision (``accelerate launch --mixed_precision bf16`` or a config file saying so) is
+    refused, so that one setting decides, and says so."""
     import torch
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs, InitProcessGroupKwargs
+
+    asked = os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
+    if asked not in ("no", ""):
+        from .config import ConfigError
+        raise ConfigError(f"the launcher asks for accelerate's mixed_precision {asked!r}: set "
+                          "mixed_precision: 'no' in the accelerate config (or drop "
+                          "--mixed_precision) and choose it with --set precision=bf16|fp32|auto")
 
     several = launched_processes() > 1
     cpu = several and not torch.cuda.is_available()
     handlers = [InitProcessGroupKwargs(timeout=COLLECTIVE_TIMEOUT)]
     if several:
         handlers.append(DistributedDataParallelKwargs(find_unused_parameters=True))
-    return Accelerator(mixed_precision=mixed_precision, cpu=cpu, kwargs_handlers=handlers)
+    return Accelerator(mixed_precision="no", cpu=cpu, kwargs_handlers=handlers)
 
 
 def broadcast(accelerator, obj: Any) -> Any:

@@ -12,6 +12,11 @@ The method registry says which sources a model reads (``Method.sources``: the ut
 plus labels (N,) and, on the train split of a dataset with LLM ranks, rank_order (N, 3).
 Every input set carries a digest of exactly these tensors: it enters the run fingerprint,
 so a run is reused only on the very features it was trained on.
+
+``cfg.precision`` is resolved once (:func:`resolve_precision`: ``auto`` times the run's
+encoder in fp32 and bf16 on the train texts, or reads the cached choice) and the result
+serves both the encoding of the cached features and the training autocast
+(:attr:`RegimeInputs.precision`).
 """
 from __future__ import annotations
 
@@ -26,6 +31,7 @@ import torch.nn as nn
 from ..data import DataError, MIRSplit
 from ..features.text import source_texts
 from ..models.encoders import FullEncoder, PooledFeatures, TopLayers
+from ..precision import Choice
 from .config import TrainConfig
 
 @dataclass
@@ -79,7 +85,7 @@ def frozen_inputs(split: MIRSplit, cfg: TrainConfig, sources, uses_ranks: bool, 
 
     lt, ld = cfg.max_lens(split.dataset)
     feats = split_text_features(split, cfg.encoder, sources, store=store, text_len=lt - 2,
-                                desc_len=ld - 2, progress=progress)
+                                desc_len=ld - 2, progress=progress, precision=cfg.precision)
     stack = []
     for s in sources:
         arr = feats[s][cfg.pooling]                                  # (N, L+1, D)
@@ -112,7 +118,7 @@ def partial_inputs(split: MIRSplit, cfg: TrainConfig, sources, uses_ranks: bool,
     lt, ld = cfg.max_lens(split.dataset)
     settings = TokenSettings(text_len=lt, desc_len=ld, layer=-(cfg.finetune_layers + 1))
     feats = split_token_features(split, cfg.encoder, sources, settings=settings, store=store,
-                                 progress=progress)
+                                 progress=progress, precision=cfg.precision)
     t_max = max(lt, ld) if len(sources) > 1 else lt
     hidden = _pad_stack([np.asarray(feats[s]["tokens"]) for s in sources], t_max)
     mask = _pad_stack([np.asarray(feats[s]["mask"]) for s in sources], t_max)
@@ -145,17 +151,43 @@ class RegimeInputs:
     splits: dict[str, SplitInputs]
     encoder_factory: Callable[[], nn.Module]
     trim: bool                                 # token tensors may be trimmed per batch
+    precision: str = "fp32"                    # resolved: the features' and training's
+
+
+def resolve_precision(cfg: TrainConfig, split: MIRSplit, device=None,
+                      log=print) -> Choice:
+    """``cfg.precision`` for this run: fp32 / bf16 as given, ``auto`` measured on a few
+    batches of ``split``'s utterances through ``cfg.encoder`` (truncated as the run
+    truncates them) or read from the precision cache (:func:`mir_core.precision.resolve`).
+    ``device``: where the run computes (None: CUDA when present, else the CPU)."""
+    from ..modelpack import canonical_text_encoder
+    from ..precision import resolve, text_probe
+
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    probe = None
+    if cfg.precision == "auto":
+        probe = text_probe(cfg.encoder, split.texts, max_len=cfg.max_lens(split.dataset)[0])
+    return resolve(cfg.precision, encoder=canonical_text_encoder(cfg.encoder), device=device,
+                   probe=probe, log=log)
 
 
 def build_inputs(splits: dict[str, MIRSplit], cfg: TrainConfig, sources, uses_ranks: bool,
-                 method: str, store=None, progress: bool = False) -> RegimeInputs:
+                 method: str, store=None, progress: bool = False,
+                 log=print) -> RegimeInputs:
+    """Every split's inputs in ``cfg.regime`` (``cfg.precision`` 'auto' is resolved first,
+    see :func:`resolve_precision`)."""
     for sp in splits.values():
         _check_sources(sp, sources, method)
+    if cfg.precision == "auto":
+        cfg = cfg.replace(precision=resolve_precision(cfg, splits["train"], log=log).precision)
+    amp = cfg.precision
     if cfg.regime == "frozen":
         out = {k: frozen_inputs(sp, cfg, sources, uses_ranks, store, progress)
                for k, sp in splits.items()}
         d = out["train"].tensors["feats"].shape[-1]
-        return RegimeInputs(out, lambda: PooledFeatures(d, cfg.layers, cfg.proj_dim), trim=False)
+        return RegimeInputs(out, lambda: PooledFeatures(d, cfg.layers, cfg.proj_dim), trim=False,
+                            precision=amp)
 
     from ..modelpack import load_text_encoder, load_text_tokenizer
 
@@ -167,9 +199,9 @@ def build_inputs(splits: dict[str, MIRSplit], cfg: TrainConfig, sources, uses_ra
                for k, sp in splits.items()}
         return RegimeInputs(
             out, lambda: TopLayers.from_encoder(base, cfg.finetune_layers, cfg.pooling).train(),
-            trim=trim)
+            trim=trim, precision=amp)
     tok = load_text_tokenizer(cfg.encoder)
     out = {k: full_inputs(sp, cfg, sources, uses_ranks, tok) for k, sp in splits.items()}
     return RegimeInputs(
         out, lambda: FullEncoder(load_text_encoder(cfg.encoder)[1].train(), cfg.pooling),
-        trim=trim)
+        trim=trim, precision=amp)

@@ -4,6 +4,12 @@ AdamW + linear warmup, early stopping on dev macro-F1 with patience, the best st
 restored, test metrics via scikit-learn. The loop reads a :class:`ModelOutput` and knows no
 method by name. Determinism and thread settings are scoped to the call and restored after
 it (a notebook kernel keeps its own settings).
+
+Precision: the forward passes run under bf16 autocast when the run's resolved precision is
+bf16 (:attr:`RegimeInputs.precision`), the backward pass outside it. The loop applies it
+itself rather than through ``Accelerator(mixed_precision=...)``: accelerate fixes mixed
+precision once per process, and a notebook kernel trains fp32 and bf16 runs one after the
+other. bf16 needs no loss scaling, so this is the computation accelerate would run.
 """
 from __future__ import annotations
 
@@ -20,6 +26,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler
 
 from ..metrics import classification_metrics
 from ..models.registry import BuildContext, Method
+from ..precision import autocast
 from .config import TrainConfig
 from .distributed import ShardedBatches
 from .inputs import RegimeInputs, SplitInputs
@@ -111,8 +118,9 @@ def scoped_determinism(num_threads: int = 0):
 
 @torch.no_grad()
 def predict(model, inputs: SplitInputs, batch_size: int, trim: bool,
-            accelerator=None) -> dict[str, np.ndarray]:
-    """Logits, argmax predictions and the model's per-sample scores, in split order.
+            accelerator=None, precision: str = "fp32") -> dict[str, np.ndarray]:
+    """Logits, argmax predictions and the model's per-sample scores, in split order
+    (``precision`` 'bf16': the forward pass under bf16 autocast, outputs as float32).
 
     With several processes the batches are dealt to them whole and gathered with
     ``gather_for_metrics`` (the padding of the last round dropped): every process returns
@@ -126,7 +134,8 @@ def predict(model, inputs: SplitInputs, batch_size: int, trim: bool,
     for batch in loader:
         batch.pop("labels", None)
         batch.pop("rank_order", None)
-        out = model(**batch)
+        with autocast(precision, batch_device(batch)):
+            out = model(**batch)
         for k, v in {"logits": out.logits, **out.scores}.items():
             v = v.float()
             if accelerator is not None:
@@ -138,6 +147,11 @@ def predict(model, inputs: SplitInputs, batch_size: int, trim: bool,
                            f"{len(inputs)} of {inputs.split.dataset}/{inputs.split.split}")
     res["pred"] = res["logits"].argmax(-1)
     return res
+
+
+def batch_device(batch: dict[str, torch.Tensor]) -> torch.device:
+    """Where a batch's tensors are (the device autocast has to cover)."""
+    return next(iter(batch.values())).device
 
 
 def _param_groups(model, cfg: TrainConfig) -> list[dict]:
@@ -185,9 +199,13 @@ def train_one_seed(method: Method, options, cfg: TrainConfig, seed: int, data: R
     steps = len(loader) * cfg.epochs              # optimizer steps: one per global batch
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * steps), steps)
     # the loader shards itself (ShardedBatches) and the scheduler steps once per step, so
-    # neither goes through prepare(); the model (DDP, autocast) and optimizer do
+    # neither goes through prepare(); the model (DDP) and optimizer do
     model, optimizer = accelerator.prepare(model, optimizer)
     device = accelerator.device
+
+    def evaluate(inputs: SplitInputs) -> dict[str, np.ndarray]:
+        return predict(model, inputs, cfg.eval_batch_size, data.trim, accelerator,
+                       data.precision)
 
     bar = None
     if progress and accelerator.is_main_process:
@@ -205,7 +223,8 @@ def train_one_seed(method: Method, options, cfg: TrainConfig, seed: int, data: R
         tot, n = 0.0, 0
         for batch in loader:
             batch = {k: v.to(device) for k, v in batch.items()}
-            out = model(**batch)
+            with autocast(data.precision, device):    # backward outside, as torch advises
+                out = model(**batch)
             accelerator.backward(out.loss)
             if cfg.grad_clip > 0:
                 accelerator.clip_grad_value_(model.parameters(), cfg.grad_clip)
@@ -218,7 +237,7 @@ def train_one_seed(method: Method, options, cfg: TrainConfig, seed: int, data: R
         if world > 1:                              # the loss over every process's share
             tot, n = accelerator.reduce(torch.tensor([tot, float(n)], device=device),
                                         "sum").tolist()
-        dev_pred = predict(model, dev, cfg.eval_batch_size, data.trim, accelerator)["pred"]
+        dev_pred = evaluate(dev)["pred"]
         dev_m = classification_metrics(dev_labels, dev_pred)
         history.append({"epoch": epoch + 1, "train_loss": tot / max(n, 1), "dev_F1": dev_m["F1"],
                         "dev_ACC": dev_m["ACC"], "seconds": time.perf_counter() - te})
@@ -239,10 +258,8 @@ def train_one_seed(method: Method, options, cfg: TrainConfig, seed: int, data: R
     if best["state"] is not None:
         accelerator.unwrap_model(model).load_state_dict(best["state"])
     state = accelerator.unwrap_model(model).state_dict()
-    test_out = predict(model, test, cfg.eval_batch_size, data.trim, accelerator)
-    dev_out = predict(model, dev, cfg.eval_batch_size, data.trim, accelerator)
-    train_out = (predict(model, train, cfg.eval_batch_size, data.trim, accelerator)
-                 if predict_train else None)
+    test_out, dev_out = evaluate(test), evaluate(dev)
+    train_out = evaluate(train) if predict_train else None
     metrics = {
         "seed": seed, **classification_metrics(test.tensors["labels"].numpy(), test_out["pred"]),
         "dev": classification_metrics(dev_labels, dev_out["pred"]),

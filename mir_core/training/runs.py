@@ -39,7 +39,7 @@ from ..metrics import METRICS, format_summary, summarize
 from ..models import get_method
 from .config import ConfigError, TrainConfig, preset
 from .distributed import broadcast, make_accelerator
-from .inputs import build_inputs
+from .inputs import build_inputs, resolve_precision
 from .loop import scoped_determinism, train_one_seed
 
 try:
@@ -230,7 +230,7 @@ def run(spec: RunSpec, data_root: str | Path | None = None, out_dir: str | Path 
     splits["test"] = splits["test"].subset(spec.max_eval, seed=0)
     # several processes (accelerate launch / torchrun / notebook_launcher): all of them
     # train, the main one alone logs, shows bars and reads and writes the run folder
-    accelerator = make_accelerator(cfg.mixed_precision) if train else None
+    accelerator = make_accelerator() if train else None
     world = accelerator.num_processes if accelerator is not None else 1
     is_main = accelerator is None or accelerator.is_main_process
     if not cfg.batch_per_process and cfg.batch_size < world:
@@ -251,8 +251,17 @@ def run(spec: RunSpec, data_root: str | Path | None = None, out_dir: str | Path 
         log(f"note: {ds.name} has no LLM ranks: {method.name} trains without L_rank")
     t0 = time.perf_counter()
     with scoped_determinism(cfg.num_threads):
+        # the precision is measured (auto) by the main process alone, at the run's thread
+        # count; the resolved value goes into the config, the features' key and the
+        # fingerprint, so fp32 and bf16 runs never share features or seeds
+        choice = None
+        if is_main:
+            choice = resolve_precision(cfg, splits["train"],
+                                       accelerator.device if accelerator else None, log)
+        choice = broadcast(accelerator, choice)
+        cfg = cfg.replace(precision=choice.precision)
         data = build_inputs(splits, cfg, method.sources, method.uses_ranks, method.name,
-                            store=store, progress=progress)
+                            store=store, progress=progress, log=log)
     feature_seconds = time.perf_counter() - t0
     base_fp = {
         "spec": {"dataset": ds.name, "method": method.name, "preset": spec.preset,
@@ -286,7 +295,7 @@ def run(spec: RunSpec, data_root: str | Path | None = None, out_dir: str | Path 
                     raise RunError(error)
                 rows = _train_seeds(spec, method, options, cfg, ds, data, splits, folder,
                                     base_fp, resume, log, progress, accelerator, stale,
-                                    on_seed, train)
+                                    on_seed, train, choice)
     except BaseException:
         if is_main and created and not any(folder.glob("seed_*/metrics.json")):
             shutil.rmtree(folder, ignore_errors=True)     # a failed start leaves nothing
@@ -302,7 +311,7 @@ def run(spec: RunSpec, data_root: str | Path | None = None, out_dir: str | Path 
         "feature_seconds": round(feature_seconds, 2),
         "train_seconds_total": round(sum(r["train_seconds"] for r in rows), 2),
         "n_train": len(splits["train"]), "n_test": len(splits["test"]),
-        "processes": world,
+        "processes": world, "precision": cfg.precision,
     }
     if train and is_main:
         _write_json(folder / "summary.json", summary)
@@ -314,10 +323,11 @@ def run(spec: RunSpec, data_root: str | Path | None = None, out_dir: str | Path 
 
 def _train_seeds(spec, method, options, cfg, ds, data, splits, folder, base_fp, resume, log,
                  progress, accelerator, stale="error", on_seed=None,
-                 train: bool = True) -> list[dict]:
+                 train: bool = True, choice=None) -> list[dict]:
     if train and (accelerator is None or accelerator.is_main_process):
-        _write_json(folder / "config.json", {"spec": asdict(spec), "train_config": asdict(cfg),
-                                             "options": asdict(options)})
+        _write_json(folder / "config.json", {
+            "spec": asdict(spec), "train_config": asdict(cfg), "options": asdict(options),
+            "precision": asdict(choice) if choice is not None else None})
     rows = []
     bar = None
     if progress and len(spec.seeds) > 1:     # one bar across the seeds, one per seed's epochs
