@@ -8,6 +8,8 @@ parameters. Executed copies land in ``<out>/notebooks/`` (``out`` None: $MIR_OUT
 """
 from __future__ import annotations
 
+import json
+import platform
 import time
 from pathlib import Path
 
@@ -41,12 +43,24 @@ def notebooks(only: list[str] | None = None) -> list[Path]:
 
 def run_demo(out: str | Path | None = None, quick: bool = False, only: list[str] | None = None,
              extra: dict[str, dict] | None = None) -> list[Path]:
+    from .machine import cpu_facts
+
     out = paths.output_dir(out)
-    done = []
+    done, seconds = [], {}
     t0 = time.perf_counter()
     for nb in notebooks(only):
         params = dict(QUICK.get(nb.name[:2], {})) if quick else {}
         params.update((extra or {}).get(nb.name[:2], {}))
+        t = time.perf_counter()
         done.append(run_notebook(str(nb), params, output_dir=out))
-    print(f"{len(done)} notebooks in {time.perf_counter() - t0:.0f} s; outputs in {out}/")
+        seconds[nb.name] = round(time.perf_counter() - t, 1)
+        print(f"{nb.name}: {seconds[nb.name]:.0f} s", flush=True)
+    total = round(time.perf_counter() - t0, 1)
+    cpu = cpu_facts().ident
+    print(f"{len(done)} notebooks in {total:.0f} s on {cpu}; outputs in {out}/")
+    # the timings with their machine, for docs/RESULTS.md and the README
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "demo_times.json").write_text(json.dumps(
+        {"cpu": cpu, "python": platform.python_version(), "quick": quick,
+         "notebooks": seconds, "total_seconds": total}, indent=2))
     return done

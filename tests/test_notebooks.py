@@ -33,3 +33,18 @@ def test_notebook_04_training(data_root, tmp_path):
     assert abs(sum(rec["mean_alpha"].values()) - 1.0) < 1e-4
     assert rec["best_lgsrr"]["name"] == "lgsrr (official)"
     assert 0.0 <= rec["importance"]["train_vs_llm"]["top1"] <= 1.0
+
+
+def test_demo_records_each_notebooks_time_and_the_cpu(data_root, tmp_path, capsys):
+    import json
+
+    from mir_core.demo import run_demo
+    from mir_core.machine import cpu_facts
+    run_demo(tmp_path, quick=True, only=["01"],
+             extra={"01": {"data_root": os.path.join(os.environ["MIR_DATA_DIR"], "lgsrr")}})
+    times = json.loads((tmp_path / "demo_times.json").read_text())
+    assert list(times["notebooks"]) == ["01_data_download.ipynb"] and times["quick"] is True
+    assert 0 < times["notebooks"]["01_data_download.ipynb"] <= times["total_seconds"]
+    assert times["cpu"] == cpu_facts().ident
+    out = capsys.readouterr().out
+    assert "01_data_download.ipynb:" in out and "1 notebooks in" in out and times["cpu"] in out
