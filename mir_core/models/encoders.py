@@ -104,13 +104,40 @@ class TopLayers(nn.Module):
         sequence in the batch unless the pooling needs the padding."""
         feats = []
         for h, m in _per_source(hidden, mask, self.pooling):         # (B, T_s, D), (B, T_s)
-            h = h.float()
-            am = _additive_mask(m, h.dtype)                          # (B, 1, 1, T_s)
-            for layer in self.layers:
-                out = layer(h, attention_mask=am)
-                h = out[0] if isinstance(out, tuple) else out
-            feats.append(pool(h, m, self.pooling))                   # (B, D)
+            feats.append(pool(self.sequence(h, m), m, self.pooling))  # (B, D)
         return torch.stack(feats, 1)                                 # (B, S, D)
+
+    def sequence(self, h: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        """The top layers on one sequence: h (B, T, D), m (B, T) bool -> (B, T, D)."""
+        h = h.float()
+        am = _additive_mask(m, h.dtype)                              # (B, 1, 1, T)
+        for layer in self.layers:
+            out = layer(h, attention_mask=am)
+            h = out[0] if isinstance(out, tuple) else out
+        return h
+
+
+class SequenceLayers(nn.Module):
+    """The trained top layers of a :class:`TopLayers` on ONE token sequence, no pooling:
+    hidden (B, T, D), mask (B, T) bool -> (B, T, D). For models that change the token
+    states before those layers (MAG-BERT's gate, A-MESS's anchors) or read their token
+    output (MulT). Shares the TopLayers' parameters."""
+
+    def __init__(self, top: "TopLayers"):
+        super().__init__()
+        self.top = top
+
+    def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.top.sequence(hidden, mask)
+
+
+def split_streams(hidden: torch.Tensor, mask: torch.Tensor):
+    """A partial-regime batch (B, S, T, D), (B, S, T) -> text (B, T, D), text_mask (B, T),
+    streams S-1 x (B, T, D), stream_masks S-1 x (B, T): source 0 is the utterance, the
+    others the sequences a multimodal model fuses with it."""
+    h, m = hidden.float(), mask.bool()
+    return (h[:, 0], m[:, 0], [h[:, s] for s in range(1, h.shape[1])],
+            [m[:, s] for s in range(1, m.shape[1])])
 
 
 def _per_source(x: torch.Tensor, mask: torch.Tensor, pooling: str):

@@ -56,6 +56,7 @@ class Method:
     uses_ranks: bool = False                         # trains on the LLM ranks (train split)
     scores: dict[str, tuple[str, ...]] = field(default_factory=dict)
     summary: str = ""
+    regimes: tuple[str, ...] = ("frozen", "partial", "full")    # training regimes it runs in
 
     def make_options(self, values: dict | None = None):
         """The options dataclass from a dict, with unknown keys and bad values named."""
@@ -77,14 +78,19 @@ _REGISTRY: dict[str, Method] = {}
 
 def register_method(name: str, *, sources: tuple[str, ...], options: type = NoOptions,
                     uses_ranks: bool = False, scores: dict[str, tuple[str, ...]] | None = None,
-                    summary: str = ""):
-    """Decorator: register ``build(ctx) -> nn.Module`` under ``name``."""
+                    summary: str = "",
+                    regimes: tuple[str, ...] = ("frozen", "partial", "full")):
+    """Decorator: register ``build(ctx) -> nn.Module`` under ``name``. ``regimes``: the
+    training regimes whose inputs the model can read (a model that fuses token sequences
+    cannot run on the frozen regime's pooled vectors); a run in another is refused before
+    any work."""
     def deco(build: Callable[[BuildContext], nn.Module]):
         if name in _REGISTRY:
             raise ValueError(f"method {name!r} is registered twice")
         _REGISTRY[name] = Method(name=name, build=build, sources=tuple(sources),
                                  options=options, uses_ranks=uses_ranks,
-                                 scores=dict(scores or {}), summary=summary)
+                                 scores=dict(scores or {}), summary=summary,
+                                 regimes=tuple(regimes))
         return build
     return deco
 

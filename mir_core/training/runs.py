@@ -95,6 +95,10 @@ class RunSpec:
         except (TypeError, ValueError) as e:
             raise ConfigError(str(e)) from None
         cfg = preset(self.dataset, self.preset, **self.overrides)
+        if cfg.regime not in method.regimes:
+            raise ConfigError(f"method {method.name!r} runs in the regime(s) "
+                              f"{list(method.regimes)}, not {cfg.regime!r} (preset "
+                              f"{self.preset!r}): use a preset such as 'cpu-ft' or set regime")
         seeds = list(self.seeds)
         if not seeds:
             raise ConfigError("seeds must name at least one seed")
