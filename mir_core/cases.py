@@ -237,9 +237,12 @@ def load_model(run: RunInfo, seed: int | None = None, feat_dim: int | None = Non
         base = load_text_encoder(cfg.encoder)[1]
         encoder = (TopLayers.from_encoder(base, cfg.finetune_layers, cfg.pooling)
                    if cfg.regime == "partial" else FullEncoder(base, cfg.pooling))
-    num_labels = get_spec(run.dataset).num_labels
-    model = method.build(BuildContext(num_labels=num_labels, train_config=cfg, encoder=encoder,
-                                      options=options))
+    spec = get_spec(run.dataset)
+    # state: fixed inputs kept in it (A-MESS's description embeddings) need not be rebuilt
+    model = method.build(BuildContext(num_labels=spec.num_labels, train_config=cfg,
+                                      encoder=encoder, options=options,
+                                      labels=tuple(spec.labels), dataset=spec.name,
+                                      state=state))
     model.load_state_dict(state)
     return model.eval(), cfg, method, options
 

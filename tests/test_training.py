@@ -116,6 +116,9 @@ def test_resume_refuses_on_fingerprint_mismatch(data_root, tmp_path):
                                        r"lr: 0.001 -> 0.0005.*max_eval"):
         run(changed, data_root=data_root, out_dir=tmp_path, **QUIET)
     assert (Path(s["folder"]) / "seed_0" / "metrics.json").read_text() == metrics
+    # the refused run left the folder's config as the finished seeds' (lr 1e-3)
+    saved = json.loads((Path(s["folder"]) / "config.json").read_text())
+    assert saved["train_config"]["lr"] == 1e-3 and saved["spec"]["max_eval"] == 120
     # --fresh retrains instead
     fresh = run(changed, data_root=data_root, out_dir=tmp_path, resume=False, **QUIET)
     assert fresh["n_test"] == 100

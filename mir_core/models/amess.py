@@ -1,6 +1,8 @@
 """A-MESS: Anchor-based Multimodal Embedding with Semantic Synchronization (Sec. III).
 
-A standalone model on explicit tensors (not registered as a method here). E_t: the text
+A model on explicit tensors, registered at the end of this file as the method ``amess``
+(partial regime; the three VideoLLaMA2 descriptions stand in for the nonverbal streams,
+K = 3; the label descriptions come from :mod:`mir_core.label_descriptions`). E_t: the text
 token hidden states entering the text encoder layers, (B, T, D); K nonverbal streams E_k,
 (B, L_k, D_k) (the paper: video and audio, K = 2); their masks, True = real.
 
@@ -85,12 +87,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .encoders import POOLINGS, pool
-from .registry import ModelOutput
+from .encoders import POOLINGS, SequenceLayers, pool, split_streams
+from .registry import BuildContext, ModelOutput, register_method
 
 __all__ = ["AMESSConfig", "AMESS", "AnchorEmbedding", "AMEOutput", "CTCAlign",
            "anchor_ratio", "select_anchors", "triplet_contrastive_loss",
-           "check_label_desc"]
+           "check_label_desc", "AMESSOptions", "AMESSMethod", "build_amess"]
 
 
 # -----------------------------------------------------------------------------
@@ -438,3 +440,132 @@ class AMESS(nn.Module):
             out.losses["ss"] = loss_ss
             out.loss = loss_cls + cfg.ss_weight * loss_ss            # Eq. 17
         return out
+
+
+# -----------------------------------------------------------------------------
+# the registered method
+
+STREAMS = ("A", "E", "I")                      # the descriptions standing in for the streams
+
+
+@dataclass(frozen=True)
+class AMESSOptions:
+    """The registered method's structural options (CLI ``--ablate key=value``).
+
+    ``descriptions``: the label-description file (formats: :mod:`mir_core.label_descriptions`);
+    empty: ``$MIR_LABEL_DESCRIPTIONS``. Not read when ``use_ss`` is False.
+    ``description_encoder``: the sentence-transformers model embedding them (the paper:
+    SentenceBERT; default the offline all-MiniLM-L6-v2, D_s = 384)."""
+
+    descriptions: str = ""
+    num_anchors: int = 8
+    temperature: float = 0.7
+    ss_weight: float = 1.0
+    use_ame: bool = True
+    use_ss: bool = True
+    description_encoder: str = "minilm-l6"
+
+    def validate(self) -> None:
+        for name in ("use_ame", "use_ss"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"AMESSOptions: {name} must be True or False, got "
+                                 f"{getattr(self, name)!r}")
+        if (not isinstance(self.num_anchors, int) or isinstance(self.num_anchors, bool)
+                or self.num_anchors < 1):
+            raise ValueError(f"AMESSOptions: num_anchors must be an integer >= 1, got "
+                             f"{self.num_anchors!r}")
+        if not isinstance(self.descriptions, str) or not isinstance(self.description_encoder,
+                                                                    str):
+            raise ValueError("AMESSOptions: descriptions and description_encoder must be "
+                             "strings")
+        if self.use_ss and not self.description_encoder.strip():
+            raise ValueError("AMESSOptions: description_encoder must name a "
+                             "sentence-transformers model")
+        AMESSConfig(num_labels=2, text_dim=8, num_heads=8, num_streams=3,
+                    stream_dims=(8, 8, 8), stream_names=STREAMS,
+                    num_anchors=self.num_anchors, temperature=float(self.temperature),
+                    ss_weight=float(self.ss_weight), use_ame=self.use_ame, use_ss=self.use_ss)
+
+
+class AMESSMethod(nn.Module):
+    """A-MESS on the partial regime's batch: hidden (B, S, T, D) after layer L-k and mask
+    (B, S, T). Source 0, the utterance, is E_t; sources 1..3, the three VideoLLaMA2
+    descriptions' token states, stand in for the video and audio streams (K = 3: the
+    benchmarks' nonverbal features do not exist here). A-ME sits at the input of the
+    fine-tuned top layers (the paper: before the whole text encoder).
+
+    Scores, per sample and stream (columns A, E, I): ``anchor_ratio`` the mean
+    nearest-neighbour ratio (Eq. 4 / 6) of the stream's selected anchors,
+    ``anchor_ratio_max`` that of its best anchor (fixed widths, whatever k is)."""
+
+    def __init__(self, core: AMESS):
+        super().__init__()
+        self.core = core
+
+    def forward(self, hidden: torch.Tensor, mask: torch.Tensor, labels=None,
+                rank_order=None) -> ModelOutput:
+        text, text_mask, streams, stream_masks = split_streams(hidden, mask)
+        out = self.core(text, text_mask, streams, stream_masks, labels)
+        names = self.core.cfg.stream_names
+        if all(f"anchor_ratio_{n}" in out.scores for n in names):
+            r = torch.stack([out.scores[f"anchor_ratio_{n}"] for n in names], 1)  # (B, K, k)
+            out.scores = {"anchor_ratio": r.nanmean(-1).detach(),          # (B, K)
+                          "anchor_ratio_max": r[..., 0].detach()}          # best first
+        else:
+            out.scores = {}
+        return out
+
+
+def _description_inputs(options: AMESSOptions, labels, dataset: str) -> dict[str, list[str]]:
+    from ..label_descriptions import load_label_descriptions
+    if not labels:
+        raise ValueError("amess with use_ss needs the label names (BuildContext.labels) to "
+                         "match the label descriptions")
+    return load_label_descriptions(labels, dataset, options.descriptions or None)
+
+
+def check_amess_inputs(options: AMESSOptions, labels: tuple[str, ...], dataset: str
+                       ) -> dict | None:
+    """Before any feature is encoded: the label descriptions exist for every label (one-line
+    LabelDescriptionsError otherwise); their digest for the run fingerprint."""
+    if not options.use_ss:
+        return None
+    from ..label_descriptions import descriptions_digest
+    from ..modelpack import canonical_text_encoder
+    descs = _description_inputs(options, labels, dataset)
+    return {"label_descriptions": descriptions_digest(descs, labels),
+            "num_descriptions": len(next(iter(descs.values()))),
+            "description_encoder": canonical_text_encoder(options.description_encoder)}
+
+
+@register_method("amess", sources=("text", "A", "E", "I"), options=AMESSOptions,
+                 regimes=("partial",), check_inputs=check_amess_inputs,
+                 scores={"anchor_ratio": STREAMS, "anchor_ratio_max": STREAMS},
+                 summary="A-MESS (descriptions as the nonverbal streams)")
+def build_amess(ctx: BuildContext) -> AMESSMethod:
+    tc, o = ctx.train_config, ctx.options
+    d, k = ctx.encoder.out_dim, len(STREAMS)
+    # A-ME aligns every stream to the batch's token length, which after the partial
+    # regime's padding is at most the longer of the text and description lengths
+    if ctx.dataset:
+        text_len = max(tc.max_lens(ctx.dataset))
+    else:
+        text_len = max(tc.text_max_len, tc.desc_max_len) or 50
+    label_desc = None
+    if o.use_ss:
+        kept = ctx.state.get("core.label_desc") if ctx.state is not None else None
+        if kept is not None:                      # rebuilding a trained model: its buffer
+            label_desc = kept.float()
+        else:
+            from ..label_descriptions import embed_label_descriptions
+            descs = _description_inputs(o, ctx.labels, ctx.dataset)
+            label_desc = embed_label_descriptions(descs, ctx.labels, o.description_encoder)
+    cfg = AMESSConfig(
+        num_labels=ctx.num_labels, text_dim=d, text_len=text_len, num_streams=k,
+        stream_dims=(d,) * k, stream_names=STREAMS, num_anchors=o.num_anchors,
+        pooling=tc.pooling,
+        desc_dim=int(label_desc.shape[-1]) if label_desc is not None else 768,
+        num_descriptions=int(label_desc.shape[1]) if label_desc is not None else 3,
+        temperature=float(o.temperature), ss_weight=float(o.ss_weight),
+        use_ame=o.use_ame, use_ss=o.use_ss)
+    return AMESSMethod(AMESS(cfg, SequenceLayers(ctx.encoder), label_desc))

@@ -336,7 +336,8 @@ def build_mag_bert(ctx: BuildContext) -> MAGBertMethod:
     k = 3
     cfg = MAGConfig(num_streams=k, beta_shift=o.beta_shift, dropout=o.dropout, align=o.align,
                     mask_streams=o.mask_streams, always_align=True,
-                    text_len=max(tc.text_max_len, tc.desc_max_len) or 50,
+                    text_len=(max(tc.max_lens(ctx.dataset)) if ctx.dataset
+                              else max(tc.text_max_len, tc.desc_max_len) or 50),
                     classifier_dropout=tc.classifier_dropout)
     return MAGBertMethod(MAGBert(cfg, ctx.num_labels, d, [d] * k,
                                  SequenceLayers(ctx.encoder), pool=tc.pooling))

@@ -7,14 +7,19 @@
 The training loop knows only this interface: it asks the registry which feature sources a
 method reads (the input builder fetches exactly those), builds the model with a
 :class:`BuildContext` (number of labels, the run's training config, the source encoder the
-regime chose, the method's typed options) and reads a :class:`ModelOutput` back. It never
-branches on a method's name.
+regime chose, the method's typed options, the label names and the dataset) and reads a
+:class:`ModelOutput` back. It never branches on a method's name.
+
+A method that reads inputs besides the feature sources (A-MESS: label descriptions)
+registers ``check_inputs(options, labels, dataset) -> dict | None``: the run calls it
+before any feature is encoded and before the run folder exists, so a missing input fails
+at once; what it returns (e.g. a digest of those inputs) enters the run fingerprint.
 """
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import torch
 import torch.nn as nn
@@ -45,6 +50,12 @@ class BuildContext:
     train_config: Any                  # mir_core.training.TrainConfig (read only)
     encoder: nn.Module                 # inputs -> (B, S, D) source features
     options: Any                       # the method's options dataclass instance
+    labels: tuple[str, ...] = ()       # label names in label-id order (() = not given)
+    dataset: str = ""                  # the dataset's name ("" = not given)
+    # the trained state dict about to be loaded (cases.load_model), None while training: a
+    # method may take fixed, untrained inputs kept in it (A-MESS's description embeddings)
+    # instead of recomputing them
+    state: Mapping[str, torch.Tensor] | None = None
 
 
 @dataclass(frozen=True)
@@ -57,6 +68,15 @@ class Method:
     scores: dict[str, tuple[str, ...]] = field(default_factory=dict)
     summary: str = ""
     regimes: tuple[str, ...] = ("frozen", "partial", "full")    # training regimes it runs in
+    # (options, labels, dataset) -> dict for the fingerprint, or None; raises on a missing
+    # input. Called before any feature is encoded (None: the method reads nothing else).
+    check_inputs: Callable[[Any, tuple[str, ...], str], dict | None] | None = None
+
+    def inputs_fingerprint(self, options, labels: tuple[str, ...], dataset: str) -> dict | None:
+        """Check the method's other inputs (see ``check_inputs``); their fingerprint."""
+        if self.check_inputs is None:
+            return None
+        return self.check_inputs(options, tuple(labels), dataset)
 
     def make_options(self, values: dict | None = None):
         """The options dataclass from a dict, with unknown keys and bad values named."""
@@ -79,18 +99,19 @@ _REGISTRY: dict[str, Method] = {}
 def register_method(name: str, *, sources: tuple[str, ...], options: type = NoOptions,
                     uses_ranks: bool = False, scores: dict[str, tuple[str, ...]] | None = None,
                     summary: str = "",
-                    regimes: tuple[str, ...] = ("frozen", "partial", "full")):
+                    regimes: tuple[str, ...] = ("frozen", "partial", "full"),
+                    check_inputs: Callable | None = None):
     """Decorator: register ``build(ctx) -> nn.Module`` under ``name``. ``regimes``: the
     training regimes whose inputs the model can read (a model that fuses token sequences
     cannot run on the frozen regime's pooled vectors); a run in another is refused before
-    any work."""
+    any work. ``check_inputs``: see the module docstring."""
     def deco(build: Callable[[BuildContext], nn.Module]):
         if name in _REGISTRY:
             raise ValueError(f"method {name!r} is registered twice")
         _REGISTRY[name] = Method(name=name, build=build, sources=tuple(sources),
                                  options=options, uses_ranks=uses_ranks,
                                  scores=dict(scores or {}), summary=summary,
-                                 regimes=tuple(regimes))
+                                 regimes=tuple(regimes), check_inputs=check_inputs)
         return build
     return deco
 

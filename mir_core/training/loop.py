@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn as nn
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler
 
 from ..metrics import classification_metrics
@@ -154,16 +155,19 @@ def batch_device(batch: dict[str, torch.Tensor]) -> torch.device:
     return next(iter(batch.values())).device
 
 
-def _param_groups(model, cfg: TrainConfig) -> list[dict]:
-    """Weight decay except on biases / norms / mix logits; encoder layers at encoder_lr."""
+def _param_groups(model, cfg: TrainConfig, encoder: nn.Module) -> list[dict]:
+    """Weight decay except on biases / norms / mix logits; the source encoder's layers at
+    encoder_lr. ``encoder``: the module the regime built (BuildContext.encoder), found in
+    the model by identity, whatever a model calls it (MAG-BERT's gate wraps it)."""
     no_decay = ("bias", "LayerNorm.weight", "norm.weight", "mix.logits")
     enc_lr = cfg.encoder_lr or cfg.lr
+    layer_params = {id(p) for n, p in encoder.named_parameters()
+                    if not n.startswith(("mix", "proj"))}       # PooledFeatures' own head
     groups: dict[tuple, list] = {}
     for n, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        is_enc = n.startswith("encoder.") and not n.startswith(("encoder.mix", "encoder.proj"))
-        lr = enc_lr if is_enc else cfg.lr
+        lr = enc_lr if id(p) in layer_params else cfg.lr
         wd = 0.0 if any(x in n for x in no_decay) else cfg.weight_decay
         groups.setdefault((lr, wd), []).append(p)
     return [{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()]
@@ -179,8 +183,10 @@ class SeedResult:
 
 def train_one_seed(method: Method, options, cfg: TrainConfig, seed: int, data: RegimeInputs,
                    num_labels: int, accelerator, log=print, progress: bool = False,
-                   predict_train: bool = False) -> SeedResult:
-    """Train with early stopping on dev macro-F1; test (and optionally train) predictions."""
+                   predict_train: bool = False, labels: tuple[str, ...] = (),
+                   dataset: str = "") -> SeedResult:
+    """Train with early stopping on dev macro-F1; test (and optionally train) predictions.
+    ``labels`` (names in label-id order) and ``dataset`` go to the model's BuildContext."""
     from accelerate.utils import set_seed
     from transformers import get_linear_schedule_with_warmup
 
@@ -188,14 +194,18 @@ def train_one_seed(method: Method, options, cfg: TrainConfig, seed: int, data: R
     # rank 0 draws what one process draws; the other ranks' dropout masks differ from it
     # (their initial weights are replaced by rank 0's when DDP wraps the model)
     set_seed(seed, device_specific=accelerator.num_processes > 1)
+    if labels and len(labels) != num_labels:
+        raise ValueError(f"{len(labels)} label names for {num_labels} labels")
+    encoder = data.encoder_factory()
     model = method.build(BuildContext(num_labels=num_labels, train_config=cfg,
-                                      encoder=data.encoder_factory(), options=options))
+                                      encoder=encoder, options=options,
+                                      labels=tuple(labels), dataset=dataset))
     world = accelerator.num_processes
     global_batch = cfg.batch_size * (world if cfg.batch_per_process else 1)
     loader = make_loader(train, global_batch, shuffle=True, seed=seed, trim=data.trim,
                          bucketing=cfg.length_bucketing, rank=accelerator.process_index,
                          world=world)
-    optimizer = torch.optim.AdamW(_param_groups(model, cfg), lr=cfg.lr)
+    optimizer = torch.optim.AdamW(_param_groups(model, cfg, encoder), lr=cfg.lr)
     steps = len(loader) * cfg.epochs              # optimizer steps: one per global batch
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * steps), steps)
     # the loader shards itself (ShardedBatches) and the scheduler steps once per step, so

@@ -76,7 +76,7 @@ class RunSpec:
         except Exception:          # an invalid spec: validate() names the problem
             default_opts, base = {}, {}
         parts = [self.method, self.preset]
-        parts += [f"{k}={v}" for k, v in sorted(self.options.items())
+        parts += [f"{k}={_name_value(v)}" for k, v in sorted(self.options.items())
                   if k not in default_opts or default_opts[k] != v]
         parts += [f"{k}={v}" for k, v in sorted(self.overrides.items())
                   if k not in base or base[k] != v]
@@ -116,6 +116,15 @@ class RunSpec:
                                       or self.name in (".", "..")):
             raise ConfigError(f"name must be a plain folder name, got {self.name!r}")
         return cfg, opts
+
+
+def _name_value(v) -> str:
+    """An option value as it appears in a run folder name: a file path by its file stem
+    (a folder name holds no '/'; what the file holds is in the fingerprint)."""
+    s = str(v)
+    if isinstance(v, (str, Path)) and ("/" in s or os.sep in s):
+        return Path(s).stem or "path"
+    return s
 
 
 class RunLock:
@@ -226,6 +235,9 @@ def run(spec: RunSpec, data_root: str | Path | None = None, out_dir: str | Path 
     cfg, options = spec.validate()
     method = get_method(spec.method)
     folder = paths.output_dir(out_dir) / "runs" / ds.name / spec.run_name()
+    # the method's inputs besides the features (A-MESS: label descriptions), checked before
+    # anything is loaded or encoded; their digest goes into the fingerprint
+    method_inputs = method.inputs_fingerprint(options, ds.labels, ds.name)
 
     # everything that can fail on bad input happens before the run folder exists
     splits = {s: load_split(ds.name, s, root) for s in ("train", "dev", "test")}
@@ -277,6 +289,8 @@ def run(spec: RunSpec, data_root: str | Path | None = None, out_dir: str | Path 
         "code": code_digest(method),
         "world_size": world,
     }
+    if method_inputs is not None:              # absent for methods without such inputs, so
+        base_fp["method_inputs"] = method_inputs   # their fingerprints stay as they were
 
     created = not folder.exists()
     rows = []
@@ -328,10 +342,18 @@ def run(spec: RunSpec, data_root: str | Path | None = None, out_dir: str | Path 
 def _train_seeds(spec, method, options, cfg, ds, data, splits, folder, base_fp, resume, log,
                  progress, accelerator, stale="error", on_seed=None,
                  train: bool = True, choice=None) -> list[dict]:
-    if train and (accelerator is None or accelerator.is_main_process):
-        _write_json(folder / "config.json", {
-            "spec": asdict(spec), "train_config": asdict(cfg), "options": asdict(options),
-            "precision": asdict(choice) if choice is not None else None})
+    written = []
+
+    def write_config() -> None:
+        """config.json, written by the main process before the first seed it trains: a run
+        refused as stale leaves the folder's config as it was."""
+        if not written:
+            _write_json(folder / "config.json", {
+                "spec": asdict(spec), "train_config": asdict(cfg),
+                "options": asdict(options),
+                "precision": asdict(choice) if choice is not None else None})
+            written.append(True)
+
     rows = []
     bar = None
     if progress and len(spec.seeds) > 1:     # one bar across the seeds, one per seed's epochs
@@ -340,7 +362,8 @@ def _train_seeds(spec, method, options, cfg, ds, data, splits, folder, base_fp, 
     try:
         for seed in spec.seeds:
             row = _one_seed(int(seed), spec, method, options, cfg, ds, data, splits, folder,
-                            base_fp, resume, log, progress, accelerator, stale, on_seed, train)
+                            base_fp, resume, log, progress, accelerator, stale, on_seed, train,
+                            write_config)
             if row is None:                  # train=False and the seed is not done
                 continue
             rows.append(row)
@@ -354,7 +377,8 @@ def _train_seeds(spec, method, options, cfg, ds, data, splits, folder, base_fp, 
 
 
 def _one_seed(seed, spec, method, options, cfg, ds, data, splits, folder, base_fp, resume, log,
-              progress, accelerator, stale, on_seed, train=True) -> dict | None:
+              progress, accelerator, stale, on_seed, train=True,
+              write_config=lambda: None) -> dict | None:
     """Reuse one seed when its fingerprint matches, else train and write it; its metrics
     (None when ``train`` is False and the seed is not done). With several processes the
     main one decides (it alone reads the folder), every process trains, the main one
@@ -378,9 +402,12 @@ def _one_seed(seed, spec, method, options, cfg, ds, data, splits, folder, base_f
         return value
     if kind == "skip":
         return None
+    if is_main:
+        write_config()
     with scoped_determinism(cfg.num_threads):
         res = train_one_seed(method, options, cfg, seed, data, ds.num_labels, accelerator,
-                             log=log, progress=progress, predict_train=bool(method.scores))
+                             log=log, progress=progress, predict_train=bool(method.scores),
+                             labels=tuple(ds.labels), dataset=ds.name)
     if not is_main:
         accelerator.wait_for_everyone()          # the main process writes the seed
         return res.metrics
