@@ -19,7 +19,8 @@ from mir_core.label_descriptions import (ENV_VAR, LabelDescriptionsError,
                                          embed_label_descriptions, load_label_descriptions,
                                          normalise_label)
 
-PAPER_FILE = Path("/work/shared/data/amess/label_descriptions.json")
+PAPER_FILE = (Path(__file__).resolve().parents[2] / "shared" / "data" / "amess"
+              / "label_descriptions.json")   # the shared data beside the checkout, as in CI
 MINTREC2 = get_spec("MIntRec2.0").labels
 # the paper's spellings of the data files' labels (SOURCES.md of the paper's file)
 PAPER_SPELLING = {"Apologise": "Apologize", "Ask for help": "Ask for Help",

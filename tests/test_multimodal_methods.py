@@ -13,9 +13,11 @@ from mir_core.models.encoders import SequenceLayers, TopLayers, split_streams
 from mir_core.training import ConfigError, RunSpec, run
 
 QUIET = dict(log=lambda *_: None)
+# one thread: on a busy 2-core machine a 2-thread LSTM step (MAG-BERT's CTC aligner) is
+# three orders of magnitude slower than a 1-thread one
 TINY = dict(dataset="MIntRec2.0", preset="cpu-ft", seeds=(0,), max_train=48, max_eval=24,
             overrides={"epochs": 1, "text_max_len": 24, "desc_max_len": 24,
-                       "precision": "fp32"})
+                       "precision": "fp32", "num_threads": 1})
 
 
 @pytest.mark.parametrize("method", ["mag_bert", "mult"])
@@ -69,9 +71,9 @@ def test_registered_with_their_sources_and_regimes():
 
 
 # --------------------------------------------------------------------------- A-MESS
-PAPER_DESCRIPTIONS = Path("/work/shared/data/amess/label_descriptions.json")
-# the TINY settings on one thread: the 2-thread runs crawl when the cores are busy
-AMESS_TINY = {**TINY, "overrides": {**TINY["overrides"], "num_threads": 1}}
+# the A-MESS paper's descriptions, where the shared data sits beside the checkout (as in CI)
+PAPER_DESCRIPTIONS = (Path(__file__).resolve().parents[2] / "shared" / "data" / "amess"
+                      / "label_descriptions.json")
 
 
 @pytest.fixture
@@ -111,7 +113,7 @@ def test_amess_trains_through_the_loop_and_reloads(amess_descriptions, data_root
 
     from mir_core import cases
     s = run(RunSpec(method="amess", options={"descriptions": str(amess_descriptions)},
-                    **AMESS_TINY), data_root=data_root, out_dir=tmp_path, **QUIET)
+                    **TINY), data_root=data_root, out_dir=tmp_path, **QUIET)
     folder = Path(s["folder"])
     assert s["method"] == "amess" and s["regime"] == "partial" and s["n_test"] == 24
     assert "/" not in folder.name and f"descriptions={amess_descriptions.stem}" in folder.name
@@ -152,7 +154,7 @@ def test_amess_trains_through_the_loop_and_reloads(amess_descriptions, data_root
     from mir_core.label_descriptions import load_label_descriptions
     from mir_core.training import RunError
     again = run(RunSpec(method="amess", options={"descriptions": str(amess_descriptions)},
-                        **AMESS_TINY), data_root=data_root, out_dir=tmp_path, **QUIET)
+                        **TINY), data_root=data_root, out_dir=tmp_path, **QUIET)
     assert again["test"]["F1"] == s["test"]["F1"]
     descs = load_label_descriptions(get_spec("MIntRec2.0").labels, "MIntRec2.0",
                                     amess_descriptions)
@@ -161,13 +163,13 @@ def test_amess_trains_through_the_loop_and_reloads(amess_descriptions, data_root
     edited.parent.mkdir()
     edited.write_text(json.dumps(descs))
     with pytest.raises(RunError, match="method_inputs.label_descriptions"):
-        run(RunSpec(method="amess", options={"descriptions": str(edited)}, **AMESS_TINY),
+        run(RunSpec(method="amess", options={"descriptions": str(edited)}, **TINY),
             data_root=data_root, out_dir=tmp_path, **QUIET)
 
 
 def test_amess_without_ss_needs_no_descriptions(data_root, tmp_path, monkeypatch):
     monkeypatch.delenv("MIR_LABEL_DESCRIPTIONS", raising=False)
-    s = run(RunSpec(method="amess", options={"use_ss": False}, **AMESS_TINY),
+    s = run(RunSpec(method="amess", options={"use_ss": False}, **TINY),
             data_root=data_root, out_dir=tmp_path, **QUIET)
     fp = json.loads((Path(s["folder"]) / "seed_0" / "fingerprint.json").read_text())
     assert "method_inputs" not in fp and fp["spec"]["options"]["use_ss"] is False
@@ -188,7 +190,7 @@ def test_amess_missing_descriptions_fail_before_any_work(tmp_path, monkeypatch):
         if env:
             monkeypatch.setenv("MIR_LABEL_DESCRIPTIONS", env)
         with pytest.raises(LabelDescriptionsError) as e:
-            run(RunSpec(method="amess", options=options, **AMESS_TINY),
+            run(RunSpec(method="amess", options=options, **TINY),
                 data_root=tmp_path / "nothing", out_dir=tmp_path / "out", **QUIET)
         msg = str(e.value)
         assert "\n" not in msg
