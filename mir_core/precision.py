@@ -232,3 +232,17 @@ def text_probe(encoder_name: str, texts: Sequence[str], batch_size: int = 64,
         return best
 
     return probe
+
+
+def resolve_for_texts(precision: str, *, encoder: str, texts: Sequence[str],
+                      device: str | torch.device | None, batch_size: int = 64,
+                      max_len: int = 512, log: Callable[[str], None] = print) -> Choice:
+    """:func:`resolve` with a :func:`text_probe` on ``texts`` (built only for 'auto'): the
+    one way features and runs resolve a precision. ``encoder``: a name the model pack
+    loads; the cache key uses its canonical name."""
+    from .modelpack import canonical_text_encoder
+
+    probe = (text_probe(encoder, texts, batch_size, max_len=max_len)
+             if precision == "auto" else None)
+    return resolve(precision, encoder=canonical_text_encoder(encoder), device=device,
+                   probe=probe, log=log)

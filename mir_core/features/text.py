@@ -19,7 +19,7 @@ import torch
 
 from ..data import ASPECT_SHORT, MIRSplit, get_spec
 from ..modelpack import canonical_text_encoder, load_text_encoder
-from ..precision import autocast, resolve, text_probe
+from ..precision import autocast, resolve_for_texts
 from .store import FeatureStore
 
 SOURCES = ("text", *ASPECT_SHORT)   # T, A, E, I
@@ -63,13 +63,10 @@ def resolve_split_precision(split: MIRSplit, encoder: str, sources: Sequence[str
     """'fp32' or 'bf16' for encoding ``split`` with ``encoder``: ``precision`` itself, or
     for 'auto' the measured (or cached) choice, timed on texts of the first source
     truncated to ``max_len(source)`` tokens, as they will be encoded."""
-    probe = None
-    if precision == "auto":
-        first = sources[0] if sources else "text"
-        probe = text_probe(encoder, source_texts(split, first), batch_size,
-                           max_len=max_len(first))
-    return resolve(precision, encoder=canonical_text_encoder(encoder), device=device,
-                   probe=probe).precision
+    first = sources[0] if sources else "text"
+    return resolve_for_texts(precision, encoder=encoder, texts=source_texts(split, first),
+                             device=device, batch_size=batch_size,
+                             max_len=max_len(first)).precision
 
 
 def precision_key(precision: str) -> dict[str, str]:

@@ -160,16 +160,12 @@ def resolve_precision(cfg: TrainConfig, split: MIRSplit, device=None,
     batches of ``split``'s utterances through ``cfg.encoder`` (truncated as the run
     truncates them) or read from the precision cache (:func:`mir_core.precision.resolve`).
     ``device``: where the run computes (None: CUDA when present, else the CPU)."""
-    from ..modelpack import canonical_text_encoder
-    from ..precision import resolve, text_probe
+    from ..precision import resolve_for_texts
 
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    probe = None
-    if cfg.precision == "auto":
-        probe = text_probe(cfg.encoder, split.texts, max_len=cfg.max_lens(split.dataset)[0])
-    return resolve(cfg.precision, encoder=canonical_text_encoder(cfg.encoder), device=device,
-                   probe=probe, log=log)
+    return resolve_for_texts(cfg.precision, encoder=cfg.encoder, texts=split.texts,
+                             device=device, max_len=cfg.max_lens(split.dataset)[0], log=log)
 
 
 def build_inputs(splits: dict[str, MIRSplit], cfg: TrainConfig, sources, uses_ranks: bool,
