@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
 
     t = sub.add_parser("train", help="train + test over seeds, write a run folder")
     t.add_argument("--dataset", default="MIntRec2.0")
-    t.add_argument("--method", default="lgsrr", choices=methods())
+    t.add_argument("--method", default="lgsrr", choices=methods("classifier"))
     t.add_argument("--preset", default="cpu", choices=sorted(PRESETS))
     t.add_argument("--fusion", default=None, choices=list(FUSIONS),
                    help="LGSRR fusion form (default: official, the released computation)")
@@ -183,6 +183,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="stop after N items in a row the server could not answer (0: never)")
     n.add_argument("--no-progress", action="store_true", help="no progress bars")
 
+    from .xmei.cli import add_parser as _add_xmei
+    _add_xmei(sub)
+
     ap.add_argument("--debug", action="store_true", help="full tracebacks for every error")
     a = ap.parse_args(argv)
     a.argv = None if argv is None else list(argv)
@@ -260,6 +263,9 @@ def _dispatch(a) -> int:
         return 0
     if a.cmd == "annotate":
         return _annotate(a)
+    if a.cmd == "xmei":
+        from .xmei.cli import run_cli
+        return run_cli(a, _parse_sets)
     return 1
 
 

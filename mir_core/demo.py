@@ -31,6 +31,9 @@ QUICK = {
     "06": {"fallback": {"max_train": 240, "max_eval": 120, "seeds": [0],
                         "overrides": {"epochs": 3}},
            "attribution_steps": 8},
+    "07": {"n_train": 8, "n_test": 3, "overrides": {"max_steps": 2, "max_new_tokens": 16,
+                                                    "precision": "bf16"},
+           "n_show": 3, "clip_train": 4, "clip_test": 2, "clip_overrides": {"max_steps": 1}},
 }
 
 

