@@ -376,7 +376,9 @@ def tiny_run(tmp_path_factory, data_root):
     from mir_core.training import predictions_frame, preset
     folder = tmp_path_factory.mktemp("case_run") / "runs" / "MIntRec2.0" / "tiny"
     folder.mkdir(parents=True)
-    cfg = preset("MIntRec2.0", "cpu", epochs=1)
+    # fp32: this test checks the pipeline against the store to 2e-3; under bf16 (what
+    # precision auto picks on CPUs where it is faster) the two differ in the last bf16 bits
+    cfg = preset("MIntRec2.0", "cpu", epochs=1, precision="fp32")
     method = get_method("lgsrr")
     opts = method.make_options({})
     torch.manual_seed(0)
