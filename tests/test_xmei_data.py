@@ -111,6 +111,7 @@ def test_xmei_json_loader_refuses_an_unknown_test_label(tmp_path):
 
 
 def test_unknown_emotions_are_counted():
+    # "xxx" and "-" are IEMOCAP's own codes for "no agreed emotion" (the EMOTION column)
     assert count_unknown(["xxx", "-", "", None, "ang", " XXX ", float("nan")]) == \
         {"xxx": 2, "-": 1, "": 3}
 

@@ -30,6 +30,7 @@ from .. import paths
 from ..machine import cpu_facts
 from ..metrics import METRICS, summarize
 from ..models.xmei_qwen import XMEIConfig, XMEIQwen
+from ..training.runs import RunLock, _write_json
 from . import sft
 from .data import XData
 from .explain import explanation_metrics
@@ -126,10 +127,25 @@ def run_xmei(train_data: XData, test_data: XData, cfg: XMEIConfig, *, seeds=(0,)
             raise XMEIRunError(f"{folder} holds another configuration (fingerprint "
                                f"{old.get('fingerprint')} != {fp}); choose another name")
     folder.mkdir(parents=True, exist_ok=True)
-    cfile.write_text(json.dumps(config, indent=2, default=str))
+    with RunLock(folder):           # one writer per run folder, as the classification runs
+        _write_json(cfile, config)
+        results = _seeds(folder, fp, seeds, cfg, fit, train_features, test_data, test_features,
+                         device, lm_loader, keep_model, progress, log)
+        summary = summarize_seeds([r.metrics for r in results])
+        summary["config_fingerprint"] = fp
+        summary["inputs"] = config["inputs"]
+        _write_json(folder / "summary.json", summary)
+        (folder / "summary.md").write_text(summary_markdown(summary, test_data))
+    return XMEIRun(folder, config, results, summary)
 
+
+def _seeds(folder, fp, seeds, cfg, fit, train_features, test_data, test_features, device,
+           lm_loader, keep_model, progress, log) -> list[SeedResult]:
+    """Train and evaluate each seed, reusing finished seeds whose fingerprint matches;
+    ``metrics.json`` is written last (atomically): a killed seed leaves none and reruns."""
     results: list[SeedResult] = []
     tok = lm = None
+    tr_items = te_items = None      # the prompts do not depend on the seed: encoded once
     for seed in seeds:
         sdir = folder / f"seed_{seed}"
         mfile = sdir / "metrics.json"
@@ -147,8 +163,10 @@ def run_xmei(train_data: XData, test_data: XData, cfg: XMEIConfig, *, seeds=(0,)
         tok, lm = loader()
         dims = {m: int(np.shape(train_features[m][0])[-1]) for m in cfg.modalities}
         model = XMEIQwen(cfg, lm, dims).to(device)
-        tr_items = sft.encode_all(tok, fit, cfg, with_answer=True, features=train_features)
-        te_items = sft.encode_all(tok, test_data, cfg, with_answer=False, features=test_features)
+        if tr_items is None:
+            tr_items = sft.encode_all(tok, fit, cfg, with_answer=True, features=train_features)
+            te_items = sft.encode_all(tok, test_data, cfg, with_answer=False,
+                                      features=test_features)
         precision = sft.resolve_precision(model, tr_items, cfg, tok.pad_token_id, device, log=log)
         stats = sft.train(model, tr_items, cfg, pad_id=tok.pad_token_id, seed=seed,
                           device=device, precision=precision, progress=progress, log=log)
@@ -177,7 +195,7 @@ def run_xmei(train_data: XData, test_data: XData, cfg: XMEIConfig, *, seeds=(0,)
         sdir.mkdir(parents=True, exist_ok=True)
         frame.to_csv(sdir / "predictions.csv", index=False)
         (sdir / "losses.json").write_text(json.dumps(stats.losses))
-        mfile.write_text(json.dumps(metrics, indent=2, default=str))
+        _write_json(mfile, metrics)
         log(f"seed {seed}: intent ACC {metrics['intent']['ACC']:.2f} F1 "
             f"{metrics['intent']['F1']:.2f}; unparsed {100 * metrics['unparsed_share']:.1f} %; "
             f"{stats.tokens_per_s:.0f} train tokens/s")
@@ -186,12 +204,7 @@ def run_xmei(train_data: XData, test_data: XData, cfg: XMEIConfig, *, seeds=(0,)
                                   test_items=te_items if keep_model else []))
         if not keep_model:
             del model, lm
-    summary = summarize_seeds([r.metrics for r in results])
-    summary["config_fingerprint"] = fp
-    summary["inputs"] = config["inputs"]
-    (folder / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-    (folder / "summary.md").write_text(summary_markdown(summary, test_data))
-    return XMEIRun(folder, config, results, summary)
+    return results
 
 
 def summarize_seeds(rows: list[dict]) -> dict:
