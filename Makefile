@@ -30,8 +30,10 @@ $(VENV)/.installed: requirements.txt requirements-models.txt pyproject.toml
 data: env
 	$(PY) -m mir_core download --dataset MIntRec2.0 IEMOCAP-DA
 
+# Two notebooks at a time, one CPU thread each (DEMO_JOBS=1: one after the other).
+DEMO_JOBS ?= 2
 demo: env data
-	$(PY) -m mir_core demo
+	$(PY) -m mir_core demo --jobs $(DEMO_JOBS)
 
 # Headless Chromium + chromedriver (Debian packages) for the JupyterLab browser test; where
 # they cannot be installed the test itself fails and says how to get them.

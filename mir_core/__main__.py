@@ -122,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--out", default=None,
                    help="output root (default $MIR_OUTPUT_DIR or outputs/ at the project root)")
     m.add_argument("--only", nargs="*", default=None, help="notebook numbers, e.g. 01 04")
+    m.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
+                   help="notebooks run at once, one CPU thread each, in the order of "
+                        "mir_core.demo.NEEDS (default: 2, or 1 on a 1-core machine)")
 
     n = sub.add_parser(
         "annotate", help="notebook 02's LLM chain as a batch job (resumable reply cache)",
@@ -259,7 +262,7 @@ def _dispatch(a) -> int:
         return 0
     if a.cmd == "demo":
         from .demo import run_demo
-        run_demo(out=a.out, quick=a.quick, only=a.only)
+        run_demo(out=a.out, quick=a.quick, only=a.only, jobs=a.jobs)
         return 0
     if a.cmd == "annotate":
         return _annotate(a)

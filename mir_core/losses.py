@@ -511,6 +511,18 @@ def neural_ndcg(
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
+    # The Sinkhorn rounds in float32 (at least) also under autocast: bf16 matmuls there would
+    # cast every one of the ~300 small products per batch and round the doubly stochastic
+    # matrix to 3 significant digits.
+    with torch.autocast(scores.device.type, enabled=False):
+        return _neural_ndcg(scores.float() if scores.dtype in (torch.bfloat16, torch.float16)
+                            else scores, relevance, temperature, powered_relevancies, k, mask,
+                            sinkhorn_iters, pad_value)
+
+
+def _neural_ndcg(scores: Tensor, relevance: Tensor, temperature: float,
+                 powered_relevancies: bool, k: Optional[int], mask: Optional[Tensor],
+                 sinkhorn_iters: int, pad_value: Optional[float]) -> Tensor:
     s, mask, _ = _prepare_opt(scores, mask)
     r = relevance.unsqueeze(0) if relevance.dim() == 1 else relevance
     if r.shape != s.shape:

@@ -240,3 +240,20 @@ def test_build_does_not_mutate_the_callers_config():
     before = repr(cfg)
     _build("lgsrr", PooledFeatures(8, proj_dim=16))
     assert repr(cfg) == before
+
+
+@pytest.mark.parametrize("fusion", ["official", "eq12"])
+def test_relation_scores_stay_float32_under_bf16_autocast(fusion):
+    """Under bf16 autocast (precision bf16) alpha, beta and gamma are float32: alpha sums to
+    1 to float32 precision and is close to the fp32 head's."""
+    head = _head(fusion)
+    feats = torch.randn(16, 4, 8)
+    with torch.no_grad():
+        ref = head(feats)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = head(feats)
+    for k in ("alpha", "beta", "gamma"):
+        assert out.scores[k].dtype == torch.float32, k
+    np.testing.assert_allclose(out.scores["alpha"].sum(-1).numpy(), 1.0, atol=1e-6)
+    np.testing.assert_allclose(out.scores["alpha"].numpy(), ref.scores["alpha"].numpy(), atol=2e-2)
+    np.testing.assert_allclose(out.scores["beta"].numpy(), ref.scores["beta"].numpy(), atol=1e-6)

@@ -425,3 +425,21 @@ def test_aspects_mode_ranks_only_the_aspects():
     s2 = s.clone()
     s2[:, 0] = s2[:, 0] * 100.0 - 7.0
     assert neural_ndcg(s2, rel, temperature=SMALL_T).item() == pytest.approx(1.0 - got, abs=1e-12)
+
+
+def test_neural_ndcg_runs_in_float32_under_bf16_autocast():
+    """Under bf16 autocast the loss (and its Sinkhorn products) stays float32: the same value
+    and gradient as outside autocast, from bf16 or float32 scores."""
+    torch.manual_seed(0)
+    s = torch.randn(8, 4, requires_grad=True)
+    r = torch.randint(0, 4, (8, 4)).float()
+    ref = neural_ndcg(s, r)
+    (g_ref,) = torch.autograd.grad(ref, s)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = neural_ndcg(s, r)
+        low = neural_ndcg(s.bfloat16(), r)
+    assert loss.dtype == torch.float32 and low.dtype == torch.float32
+    (g,) = torch.autograd.grad(loss, s)
+    torch.testing.assert_close(loss, ref)
+    torch.testing.assert_close(g, g_ref)
+    assert abs(float(low) - float(ref)) < 1e-2          # only the scores' bf16 rounding

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 from mir_core.demo import QUICK
 from mir_core.notebooks import run_notebook
 from mir_core.records import Recorder
@@ -48,3 +50,56 @@ def test_demo_records_each_notebooks_time_and_the_cpu(data_root, tmp_path, capsy
     assert times["cpu"] == cpu_facts().ident
     out = capsys.readouterr().out
     assert "01_data_download.ipynb:" in out and "1 notebooks in" in out and times["cpu"] in out
+
+
+def test_demo_with_two_jobs_keeps_each_notebooks_needs_and_stops_on_a_failure(tmp_path,
+                                                                              monkeypatch):
+    """jobs=2: no notebook starts before the ones it needs (NEEDS) have finished, two run at
+    once, every kernel gets one thread; a failure starts nothing new and is raised by name."""
+    import json
+    import threading
+    import time
+
+    from mir_core import demo
+
+    events, lock = [], threading.Lock()
+
+    def fake(path, params, output_dir):
+        key = os.path.basename(path)[:2]
+        with lock:
+            events.append(("start", key, os.environ.get("OMP_NUM_THREADS"), dict(params)))
+        time.sleep(0.05 if key != "02" else 0.3)
+        if key == fail_key:
+            raise ValueError("boom")
+        with lock:
+            events.append(("end", key))
+        return tmp_path / f"{key}.ipynb"
+
+    monkeypatch.setattr(demo, "run_notebook", fake)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    fail_key = None
+    done = demo.run_demo(tmp_path, jobs=2)
+    keys = [p.name[:2] for p in demo.notebooks()]
+    assert [p.stem for p in done] == keys
+    order = [(e[0], e[1]) for e in events]
+    for key, needs in demo.NEEDS.items():
+        for need in needs:
+            assert order.index(("end", need)) < order.index(("start", key)), (key, need)
+    starts = {e[1]: e for e in events if e[0] == "start"}
+    assert all(e[2] == "1" for e in starts.values())
+    assert starts["02"][3]["num_threads"] == 1 and starts["07"][3]["threads"] == 1
+    assert starts["04"][3]["fusions"] == demo.DEMO["04"]["fusions"]
+    # 03 starts while 02 (slow here) still runs: two kernels at once
+    assert order.index(("start", "03")) < order.index(("end", "02"))
+    assert "OMP_NUM_THREADS" not in os.environ          # restored after the demo
+    times = json.loads((tmp_path / "demo_times.json").read_text())
+    assert times["jobs"] == 2 and times["profile"] == "demo"
+    assert sorted(times["notebooks"]) == [p.name for p in demo.notebooks()]
+
+    events.clear()
+    fail_key = "03"
+    with pytest.raises(RuntimeError, match="03_feature_extraction.ipynb failed"):
+        demo.run_demo(tmp_path, jobs=2)
+    started = {e[1] for e in events if e[0] == "start"}
+    assert not started & {"04", "05", "06"}               # nothing that needs 03 ran
+    assert json.loads((tmp_path / "demo_times.json").read_text())["failed"] == ["03"]
