@@ -5,7 +5,8 @@ real train split, for a preset: the cost of LGSRR's relational head and NeuralND
     python benchmarks/epoch_speed.py --preset cpu-ft --set precision=bf16
 
 Prints the machine (CPU model, flags, torch, threads), each method's per-epoch seconds
-(median over --epochs) and the LGSRR / text ratio. Writes outputs/benchmarks/epoch_speed_*.json.
+(median over --epochs) and the LGSRR / text ratio. Writes
+outputs/benchmarks/epoch_speed_<preset>_<dataset>_t<threads>_<precision>.json.
 """
 from __future__ import annotations
 
@@ -76,7 +77,9 @@ def main() -> None:
     ratio = res["lgsrr"]["median"] / res["text"]["median"]
     print(f"LGSRR / text: {ratio:.2f}x  ({a.dataset}, preset {a.preset}, n_train "
           f"{len(splits['train'])}, {a.threads} thread(s))")
-    out = Path(a.out) / f"epoch_speed_{a.preset}_{a.dataset}.json"
+    # one file per setting: threads and the resolved precision in the name
+    out = Path(a.out) / (f"epoch_speed_{a.preset}_{a.dataset}_t{a.threads}_"
+                         f"{res['lgsrr']['precision']}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"machine": machine_info(), "preset": a.preset,
                                "config": cfg.__dict__, "seconds": res, "ratio": ratio},

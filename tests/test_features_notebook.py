@@ -36,3 +36,30 @@ def test_notebook_03_runs(data_root, tmp_path):
     manifest = json.loads((out / "03_feature_extraction" / "video_manifest.json").read_text())
     assert [i["ok"] for i in manifest["items"]] == [True, True, True, False]
     assert (out / "03_feature_extraction" / "clips" / "manifest.csv").exists()
+
+
+def test_notebook_03_fills_the_store_with_what_training_reads(data_root, tmp_path, monkeypatch):
+    """The text features 03 encodes are the ones the `cpu` preset trains on (same lengths,
+    precision and items): building 04's inputs afterwards loads them and encodes nothing."""
+    cache = tmp_path / "cache"
+    run_notebook("03", {"n_items": 8, "modalities": ["text"], "data_root": str(data_root),
+                        "cache_dir": str(cache)}, output_dir=tmp_path / "out")
+    monkeypatch.setenv("MIR_CACHE_DIR", str(cache))
+    from mir_core.data import load_split
+    from mir_core.features import text as text_features
+    from mir_core.features.store import FeatureStore
+    from mir_core.models import get_method
+    from mir_core.training import preset
+    from mir_core.training.inputs import build_inputs
+
+    def no_encoding(*a, **k):
+        raise AssertionError("training encoded again: 03's store entries were not used")
+
+    monkeypatch.setattr(text_features, "load_text_encoder", no_encoding)
+    splits = {s: load_split("MIntRec2.0", s, data_root).subset(8, seed=0)
+              for s in ("train", "dev", "test")}
+    cfg = preset("MIntRec2.0", "cpu")
+    m = get_method("lgsrr")
+    data = build_inputs(splits, cfg, m.sources, m.uses_ranks, "lgsrr",
+                        store=FeatureStore(cache / "features"))
+    assert data.splits["train"].tensors["feats"].shape[:2] == (8, 4)
