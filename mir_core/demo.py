@@ -42,14 +42,14 @@ QUICK = {
 # full grids a researcher opens in JupyterLab; the demo keeps their data and settings but
 # fewer rows, so that a fresh clone (environment included) runs every notebook in about 15
 # minutes on a 2-core CPU (docs/RESULTS.md, "make demo"). Printed at the start of a demo.
-# MIntRec2.0 with 2,500 of its 6,165 train utterances (label-stratified, seed 0) and the whole
+# MIntRec2.0 with 2,000 of its 6,165 train utterances (label-stratified, seed 0) and the whole
 # dev and test splits: 03 encodes exactly what 04 and 05 train on, once.
-DEMO_TRAIN = 2500
+DEMO_TRAIN = 2000
 DEMO = {
     "03": {"n_items": DEMO_TRAIN},                   # dev (1,106) and test (2,033) whole
     "04": {"fusions": ["official"], "max_train": DEMO_TRAIN},   # eq12: 05's "fusion" table
     "05": {"tables": ["2"], "max_train": DEMO_TRAIN},  # reuses 04's rows; Tables 5, 6, 8: tables=[...]
-    "07": {"overrides": {"max_steps": 24}, "n_test": 40},     # LoRA SFT: 24 steps, not 40
+    "07": {"overrides": {"max_steps": 20}, "n_test": 40},     # LoRA SFT: 20 steps, not 40
 }
 # The parameter that sets a notebook's torch threads (the rest follow OMP_NUM_THREADS).
 THREAD_PARAMS = {"02": "num_threads", "07": "threads"}
