@@ -68,22 +68,6 @@ def notebooks(only: list[str] | None = None) -> list[Path]:
     return found
 
 
-def schedule(names: list[str], jobs: int) -> list[list[str]]:
-    """The order the notebooks start in with ``jobs`` kernels at once, as waves of
-    notebooks whose needs are met (for printing the plan; :func:`run_demo` starts each one
-    as soon as its needs are done)."""
-    done: set[str] = set()
-    left = list(names)
-    waves = []
-    while left:
-        ready = [n for n in left if all(d in done or d not in names for d in NEEDS.get(n, ()))]
-        wave = ready[:max(jobs, 1)]
-        waves.append(wave)
-        done.update(wave)
-        left = [n for n in left if n not in wave]
-    return waves
-
-
 def run_demo(out: str | Path | None = None, quick: bool = False, only: list[str] | None = None,
              extra: dict[str, dict] | None = None, jobs: int = 1) -> list[Path]:
     """Execute the notebooks headless; ``jobs`` > 1 runs up to that many kernels at once,
@@ -123,8 +107,9 @@ def run_demo(out: str | Path | None = None, quick: bool = False, only: list[str]
                 print(f"demo: {found[key].name} with {DEMO[key]} (its defaults otherwise)")
     if jobs > 1:
         os.environ.update({k: "1" for k in THREAD_ENV})   # the kernels inherit it
-        print(f"demo: up to {jobs} notebooks at once, one thread each: "
-              + " | ".join(", ".join(w) for w in schedule(list(found), jobs)), flush=True)
+        print(f"demo: up to {jobs} notebooks at once, one thread each; "
+              + ", ".join(f"{k} after {' and '.join(v)}" for k, v in NEEDS.items()
+                          if k in found and v != ("01",)), flush=True)
     failed: list[tuple[str, BaseException]] = []
     try:
         with ThreadPoolExecutor(max_workers=max(jobs, 1)) as pool:

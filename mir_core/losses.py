@@ -481,6 +481,11 @@ def _pad_layout(mask: Tensor, dtype: torch.dtype) -> Tuple[Tensor, Tensor, Tenso
     return coef, valid, fill
 
 
+def wide(t: Tensor) -> Tensor:
+    """t in float32 at least (bf16 / fp16 from autocast widened; float64 kept)."""
+    return t if t.dtype in (torch.float32, torch.float64) else t.float()
+
+
 def neural_ndcg(
     scores: Tensor,
     relevance: Tensor,
@@ -515,8 +520,7 @@ def neural_ndcg(
     # cast every one of the ~300 small products per batch and round the doubly stochastic
     # matrix to 3 significant digits.
     with torch.autocast(scores.device.type, enabled=False):
-        return _neural_ndcg(scores.float() if scores.dtype in (torch.bfloat16, torch.float16)
-                            else scores, relevance, temperature, powered_relevancies, k, mask,
+        return _neural_ndcg(wide(scores), relevance, temperature, powered_relevancies, k, mask,
                             sinkhorn_iters, pad_value)
 
 

@@ -57,17 +57,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..losses import aspect_relevance, neural_ndcg
+from ..losses import aspect_relevance, neural_ndcg, wide
 from .registry import BuildContext, ModelOutput, register_method
 
 Fusion = Literal["official", "eq12", "sum", "and", "not", "combination"]
 FUSIONS = ("official", "eq12", "sum", "and", "not", "combination")
 CLASSIC = ("sum", "and", "not", "combination")   # no alpha / beta / gamma, no L_rank
-
-
-def _wide(t: torch.Tensor) -> torch.Tensor:
-    """t in float32 at least (bf16 / fp16 from autocast widened; float64 kept)."""
-    return t if t.dtype in (torch.float32, torch.float64) else t.float()
 
 
 RELEVANCE = ("official", "aspects")
@@ -160,15 +155,15 @@ class LGSRRHead(nn.Module):
         # only to ~6e-4); the fused features keep the autocast dtype.
         f_t, f_m = feats[:, :1], feats[:, 1:]                        # (B, 1, D), (B, m, D)
         if self.opt.use_importance:
-            alpha = _wide(self.weight_net(feats).squeeze(-1)).softmax(-1)  # (B, n)   Eq. 8
+            alpha = wide(self.weight_net(feats).squeeze(-1)).softmax(-1)  # (B, n)   Eq. 8
         else:
-            alpha = _wide(feats).new_full(feats.shape[:2], 1.0 / feats.shape[1])
+            alpha = wide(feats).new_full(feats.shape[:2], 1.0 / feats.shape[1])
         if self.opt.use_complementarity:
-            beta = F.cosine_similarity(_wide(f_t), _wide(f_m), dim=-1)   # (B, m)      Eq. 10
+            beta = F.cosine_similarity(wide(f_t), wide(f_m), dim=-1)   # (B, m)      Eq. 10
         else:
-            beta = _wide(feats).new_ones(f_m.shape[:2])
+            beta = wide(feats).new_ones(f_m.shape[:2])
         diff = f_t - f_m                                             # (B, m, D)   Eq. 13
-        gamma = _wide(diff).pow(2).mean(-1)                          # (B, m)      Eq. 14
+        gamma = wide(diff).pow(2).mean(-1)                          # (B, m)      Eq. 14
         if self.opt.fusion == "official":
             gamma = gamma.mean(0, keepdim=True).expand_as(gamma)     # batch-averaged MSE
         if not self.opt.use_inconsistency:
