@@ -91,13 +91,16 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--progress", action="store_true", help="a progress bar per seed")
 
     b = sub.add_parser("ablate", help="the paper's ablation tables as a multi-seed grid",
-                       description="Train the full LGSRR model and the chosen variants over "
+                       description="Train the chosen variants and the rows they are "
+                       "paired with (the full LGSRR model; A-MESS in its ablation) over "
                        "seeds (finished seeds with a matching fingerprint are reused, stale "
                        "ones retrained), then write table.md / table.csv with mean ± std, the "
-                       "paired per-seed difference to the full model and the paper's numbers "
-                       "under <out>/ablations/<dataset>/<preset>/.")
+                       "paired per-seed difference to the reference row and the papers' "
+                       "numbers under <out>/ablations/<dataset>/<preset>/. Table 1's "
+                       "MAG-BERT, MulT and A-MESS (and the amess table) need --preset cpu-ft; "
+                       "a cpu grid leaves them out by name.")
     b.add_argument("--dataset", default="MIntRec2.0")
-    b.add_argument("--tables", nargs="*", default=[], help="paper tables: 2 5 6 8 fusion")
+    b.add_argument("--tables", nargs="*", default=[], help="paper tables: 1 2 5 6 8 fusion amess")
     b.add_argument("--variants", nargs="*", default=[],
                    help="variant keys instead of / besides whole tables (see "
                         "mir_core.ablation.VARIANTS), e.g. no_rank eq12")
@@ -115,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="refuse stale seeds (fingerprint differs) instead of retraining them")
     b.add_argument("--only-finished", action="store_true",
                    help="train nothing: tables from the finished seeds whose fingerprint "
-                        "matches (each row paired with the full model over their common seeds)")
+                        "matches (each row paired with its reference row over their common seeds)")
 
     m = sub.add_parser("demo", help="execute the notebooks in order with papermill")
     m.add_argument("--quick", action="store_true", help="small parameters (as the tests)")

@@ -1,4 +1,5 @@
-"""Ablation grids: the LGSRR paper's Tables 2, 5, 6 and 8 as multi-seed experiments.
+"""Ablation grids: the LGSRR paper's Tables 1, 2, 5, 6 and 8 and A-MESS's ablation as
+multi-seed experiments.
 
 A grid is a list of :class:`Variant` rows (one switch each, :data:`VARIANTS`) crossed with a
 dataset, a preset and seeds. :func:`run_grid` trains them in order through
@@ -10,7 +11,8 @@ Every finished seed is appended to ``<out>/ablations/<dataset>/<preset>/results.
 (never rewritten); the tables are aggregated from the run folders.
 
 Statistics (:func:`compare`): per variant, mean ± std over seeds of the six metrics; the
-paired per-seed difference to the full model (same seeds), with the number of seeds whose
+paired per-seed difference to the table's reference row (:data:`TABLE_REFERENCE`: the full
+LGSRR model, A-MESS in A-MESS's ablation; same seeds), with the number of seeds whose
 difference has the sign of the mean, a paired t-test (``scipy.stats.ttest_rel``) and the
 reading "inside the seed spread" when ``|mean diff| <= pooled std`` of the two rows' seed
 values. The paper's number and its difference to the paper's full model sit beside each row.
@@ -19,7 +21,10 @@ The variants here run on the released text + VideoLLaMA2 descriptions only: no v
 features of the benchmarks exist on this machine, so Table 2's "w/o LGSE" (the paper: text,
 video and audio features of BERT, Swin and WavLM) is text alone here, and Table 6's
 additional aspects (TMS, IS, SD) were never released: its spirit (how many aspects help) is
-measured as subsets of A, E, I instead, with no paper number beside them.
+measured as subsets of A, E, I instead, with no paper number beside them. Table 1's
+multimodal baselines and A-MESS (issue #12) take the three descriptions' token states as
+their nonverbal streams (:data:`SUBSTITUTION`, named in every such row); they train on the
+partial regime only (``cpu-ft``), so a ``cpu`` grid leaves them out by name.
 """
 from __future__ import annotations
 
@@ -37,7 +42,24 @@ from .metrics import METRICS
 from .training.config import ConfigError
 from .training.runs import RunSpec, run
 
-TABLES = ("2", "5", "6", "8", "fusion")
+TABLES = ("1", "2", "5", "6", "8", "fusion", "amess")
+# The row every other row of a table is paired with (default: the full LGSRR model).
+TABLE_REFERENCE = {"amess": "amess"}
+# Where a table's paper numbers come from: the first source holding the row's name wins.
+PAPER_SOURCES = {
+    "1": (("LGSRR Table 1", reference.TABLE1), ("A-MESS Table I", reference.AMESS_TABLE1)),
+    "2": (("LGSRR Table 2", reference.TABLE2),),
+    "5": (("LGSRR Table 5", reference.TABLE5),),
+    "6": (("LGSRR Table 6", reference.TABLE6),),
+    "8": (("LGSRR Table 8", reference.TABLE8),),
+    "amess": (("A-MESS Sec. IV-E", reference.AMESS_ABLATION),),
+}
+TITLES = {"1": "Table 1: the methods", "fusion": "Fusion form",
+          "amess": "A-MESS ablation (Sec. IV-E)"}
+# The stand-in every multimodal baseline runs with here (issue #12): no benchmark video or
+# audio features exist on this machine.
+SUBSTITUTION = ("nonverbal streams = the three VideoLLaMA2 descriptions' token states, not "
+                "video/audio features")
 
 
 @dataclass(frozen=True)
@@ -50,7 +72,7 @@ class Variant:
     method: str = "lgsrr"
     options: dict = field(default_factory=dict)
     overrides: dict = field(default_factory=dict)
-    paper: dict = field(default_factory=dict)   # {table: row name in reference.TABLE<n>}
+    paper: dict = field(default_factory=dict)   # {table: row name in PAPER_SOURCES[table]}
     note: str = ""
 
     def spec(self, dataset: str, preset: str, seeds, extra: dict | None = None,
@@ -60,14 +82,32 @@ class Variant:
                        max_train=max_train, max_eval=max_eval)
 
 
-FULL = Variant("full", "LGSRR (full, official fusion)", TABLES,
-               paper={"2": "Full", "5": "LGSRR", "6": "LGSRR (A+E+I)", "8": "Full"})
+FULL = Variant("full", "LGSRR (full, official fusion)",
+               tuple(t for t in TABLES if TABLE_REFERENCE.get(t, "full") == "full"),
+               paper={"1": "LGSRR", "2": "Full", "5": "LGSRR", "6": "LGSRR (A+E+I)",
+                      "8": "Full"})
 
 VARIANTS: tuple[Variant, ...] = (
     FULL,
     # Table 2: the modules
-    Variant("text", "w/o LGSE: text only", ("2",), method="text", paper={"2": "w/o LGSE"},
+    Variant("text", "w/o LGSE: text only", ("1", "2"), method="text",
+            paper={"2": "w/o LGSE"},
             note="no video/audio features exist here: text alone, not BERT+Swin+WavLM"),
+    # Table 1: the multimodal baselines and A-MESS (issue #12), on the descriptions
+    Variant("mag_bert", "MAG-BERT [descriptions as nonverbal streams]", ("1",),
+            method="mag_bert", paper={"1": "MAG-BERT"}, note=SUBSTITUTION),
+    Variant("mult", "MulT [descriptions as nonverbal streams]", ("1",), method="mult",
+            paper={"1": "MulT"}, note=SUBSTITUTION),
+    Variant("amess", "A-MESS [descriptions as nonverbal streams]", ("1", "amess"),
+            method="amess", paper={"1": "A-MESS", "amess": "A-MESS"}, note=SUBSTITUTION),
+    # A-MESS's ablation: each row one module off, paired with A-MESS
+    Variant("amess_no_ame", "A-MESS w/o A-ME", ("amess",), method="amess",
+            options={"use_ame": False}, paper={"amess": "w/o A-ME"}),
+    Variant("amess_no_ss", "A-MESS w/o SS", ("amess",), method="amess",
+            options={"use_ss": False}, paper={"amess": "w/o SS"}, note=SUBSTITUTION),
+    Variant("amess_no_both", "A-MESS w/o SS and A-ME", ("amess",), method="amess",
+            options={"use_ame": False, "use_ss": False},
+            paper={"amess": "w/o SS and A-ME"}),
     Variant("no_rank", "w/o L_rank (lambda = 0)", ("2",), overrides={"rank_weight": 0.0},
             paper={"2": "w/o Lrank"}),
     Variant("no_srr", "w/o SRR: summation fusion", ("2",), options={"fusion": "sum"},
@@ -100,7 +140,8 @@ BY_KEY = {v.key: v for v in VARIANTS}
 
 
 def select(tables=None, variants=None) -> list[Variant]:
-    """The grid's rows: the full model first, then the chosen tables' (or named) variants."""
+    """The grid's rows: the chosen tables' (or named) variants with the reference rows they
+    are paired with (the full model first), in :data:`VARIANTS` order."""
     tables = [str(t) for t in (tables or [])]
     bad = [t for t in tables if t not in TABLES]
     if bad:
@@ -111,9 +152,14 @@ def select(tables=None, variants=None) -> list[Variant]:
         raise ConfigError(f"unknown variant(s) {unknown}; choose from {sorted(BY_KEY)}")
     if not tables and not names:
         raise ConfigError("name at least one table (--tables) or variant (--variants)")
-    chosen = [FULL] + [v for v in VARIANTS if v is not FULL
-                       and (v.key in names or any(t in v.tables for t in tables))]
-    return chosen
+    picked = {v.key for v in VARIANTS if v.key in names or any(t in v.tables for t in tables)}
+    # each table's reference row comes along: the full model, or A-MESS in its ablation
+    refs = {reference_of(t) for t in tables}
+    for key in names:
+        first = next((t for t in BY_KEY[key].tables if reference_of(t) != key), None)
+        refs.add(reference_of(first) if first else key)
+    keep = picked | refs
+    return [v for v in VARIANTS if v.key in keep]
 
 
 def grid_dir(dataset: str, preset: str, out_dir=None) -> Path:
@@ -131,6 +177,15 @@ def run_grid(dataset: str, variants: list[Variant], seeds, preset: str = "cpu",
     seeds = [int(s) for s in seeds]
     specs = {v.key: v.spec(dataset, preset, seeds, overrides, max_train, max_eval)
              for v in variants}
+    not_run = {}                        # rows whose method cannot run in this preset's regime
+    for key, s in specs.items():
+        why = regime_refusal(s)
+        if why:
+            not_run[key] = why
+    if not_run:
+        log("left out (regime): " + "; ".join(f"{k}: {w}" for k, w in not_run.items()))
+        variants = [v for v in variants if v.key not in not_run]
+        specs = {k: s for k, s in specs.items() if k not in not_run}
     for s in specs.values():            # every bad setting is named before any training
         s.validate()
     folder = grid_dir(dataset, preset, out_dir)
@@ -185,15 +240,30 @@ def run_grid(dataset: str, variants: list[Variant], seeds, preset: str = "cpu",
             bar.close()
     wall = time.perf_counter() - t0
     missing = [k for k, s in summaries.items() if not s["per_seed"]]
-    if "full" in missing:
-        raise ConfigError(f"no finished seed of the full model for {dataset} ({preset}): "
+    refs = [v.key for v in variants if v.key == FULL.key or v.key in TABLE_REFERENCE.values()]
+    if refs and all(k in missing for k in refs):
+        raise ConfigError(f"no finished seed of {' or '.join(refs)} for {dataset} ({preset}): "
                           "train the grid first (without --only-finished)")
     keep = [v.key for v in variants if v.key not in missing]
     if missing:
         log(f"left out (no finished seed): {missing}")
     return {"dataset": dataset, "preset": preset, "seeds": seeds,
             "summaries": {k: summaries[k] for k in keep}, "variants": keep,
-            "wall_seconds": round(wall, 1), "trained": trained, "left_out": missing}
+            "wall_seconds": round(wall, 1), "trained": trained, "left_out": missing,
+            "not_run": not_run}
+
+
+def regime_refusal(spec: RunSpec) -> str | None:
+    """Why ``spec``'s method cannot run in its preset's regime (None when it can): the
+    multimodal baselines need the partial regime's token states."""
+    from .models import get_method
+    from .training.config import preset as preset_config
+    method = get_method(spec.method)
+    regime = preset_config(spec.dataset, spec.preset, **spec.overrides).regime
+    if regime in method.regimes:
+        return None
+    return (f"{spec.method} runs in the {'/'.join(method.regimes)} regime, preset "
+            f"{spec.preset!r} is {regime} (use --preset cpu-ft)")
 
 
 def _per_seed(summary: dict, metric: str) -> dict[int, float]:
@@ -237,62 +307,80 @@ def reading(p: dict) -> str:
             + ("" if strong else " but not in every seed / not significant") + f"; {paired_txt}")
 
 
-def _paper_row(dataset: str, table: str, row: str | None) -> dict | None:
-    if row is None or table == "fusion":
+def _paper_row(dataset: str, table: str, row: str | None) -> tuple[str, dict] | None:
+    """(source, the paper's numbers) of a row, or None where no paper reports it."""
+    if row is None:
         return None
-    tab = getattr(reference, f"TABLE{table}", {}).get(dataset, {})
-    return tab.get(row)
+    for source, tab in PAPER_SOURCES.get(table, ()):
+        if row in tab.get(dataset, {}):
+            return source, tab[dataset][row]
+    return None
+
+
+def reference_of(table: str) -> str:
+    """The variant every other row of ``table`` is paired with."""
+    return TABLE_REFERENCE.get(table, FULL.key)
 
 
 def compare(grid: dict, metric: str = "F1") -> pd.DataFrame:
     """One row per (table, variant): mean ± std of the six metrics, the paired difference of
-    ``metric`` to the full model, its reading, and the paper's numbers."""
+    ``metric`` to the table's reference row (the full LGSRR model; A-MESS in its own
+    ablation), its reading, and the paper's numbers (``paper_source`` names the table)."""
     dataset = grid["dataset"]
-    full = grid["summaries"]["full"]
-    shown = {t for k in grid["variants"] if k != "full" for t in BY_KEY[k].tables}
+    keys = grid["variants"]
+    shown = [t for t in TABLES
+             if any(t in BY_KEY[k].tables for k in keys if k != reference_of(t))]
     rows = []
-    for key in grid["variants"]:
-        v = BY_KEY[key]
-        s = grid["summaries"][key]
-        for table in (v.tables if key != "full" else [t for t in TABLES if t in shown]):
+    for table in shown:
+        ref_key = reference_of(table)
+        ref = grid["summaries"].get(ref_key)
+        members = [k for k in keys if table in BY_KEY[k].tables]
+        members = ([ref_key] if ref is not None else []) + [k for k in members if k != ref_key]
+        for key in members:
+            v = BY_KEY[key]
+            s = grid["summaries"][key]
             row = {"table": table, "variant": key, "row": v.label, "method": v.method,
-                   "run": s["run"], "seeds": len(s["per_seed"])}
+                   "run": s["run"], "seeds": len(s["per_seed"]), "versus": ref_key}
             for m in METRICS:
                 row[m] = s["test"][m]["mean"]
                 row[f"{m}_std"] = s["test"][m]["std"]
-            if key != "full":
-                p = paired(_per_seed(s, metric), _per_seed(full, metric))
-                row.update({f"d{metric}": p["delta"], f"d{metric}_std": p["delta_std"],
-                            "same_sign": p["same_sign"], "p": p["p"],
-                            "inside_spread": p["inside_spread"], "reading": reading(p)})
+            if key != ref_key:
+                if ref is None:
+                    row["reading"] = f"no finished seed of {ref_key} to pair with"
+                else:
+                    p = paired(_per_seed(s, metric), _per_seed(ref, metric))
+                    row.update({f"d{metric}": p["delta"], f"d{metric}_std": p["delta_std"],
+                                "same_sign": p["same_sign"], "p": p["p"],
+                                "inside_spread": p["inside_spread"], "reading": reading(p)})
             paper = _paper_row(dataset, table, v.paper.get(table))
-            paper_full = _paper_row(dataset, table, FULL.paper.get(table))
-            row[f"paper_{metric}"] = paper[metric] if paper else float("nan")
-            if paper and paper_full and key != "full":
-                row[f"paper_d{metric}"] = round(paper[metric] - paper_full[metric], 2)
+            paper_ref = _paper_row(dataset, table, BY_KEY[ref_key].paper.get(table))
+            value = paper[1].get(metric, float("nan")) if paper else float("nan")
+            row[f"paper_{metric}"] = value
+            row["paper_source"] = paper[0] if paper else ""
+            if paper and paper_ref and key != ref_key and metric in paper_ref[1] \
+                    and value == value and f"d{metric}" in row:
+                row[f"paper_d{metric}"] = round(value - paper_ref[1][metric], 2)
                 row["sign_as_paper"] = bool(np.sign(row[f"paper_d{metric}"])
                                             == np.sign(row[f"d{metric}"]))
             row["note"] = v.note
             rows.append(row)
-    df = pd.DataFrame(rows)
-    if not df.empty:
-        order = {t: i for i, t in enumerate(TABLES)}
-        df = df.sort_values("table", key=lambda c: c.map(order), kind="stable")
-    return df.reset_index(drop=True)
+    return pd.DataFrame(rows)
 
 
 def seed_deltas(grid: dict, metric: str = "F1") -> pd.DataFrame:
-    """Per-seed paired differences variant - full (one row per variant and seed)."""
-    full = _per_seed(grid["summaries"]["full"], metric)
+    """Per-seed paired differences variant - reference (one row per variant and seed; the
+    reference is that of the variant's first table)."""
     rows = []
     for key in grid["variants"]:
-        if key == "full":
-            continue
         v = BY_KEY[key]
+        table = next((t for t in v.tables if reference_of(t) != key), None)
+        if table is None or reference_of(table) not in grid["summaries"]:
+            continue
+        ref = _per_seed(grid["summaries"][reference_of(table)], metric)
         for seed, val in sorted(_per_seed(grid["summaries"][key], metric).items()):
-            if seed in full:
-                rows.append({"variant": key, "row": v.label, "table": v.tables[0],
-                             "seed": seed, "delta": round(val - full[seed], 4)})
+            if seed in ref:
+                rows.append({"variant": key, "row": v.label, "table": table,
+                             "seed": seed, "delta": round(val - ref[seed], 4)})
     return pd.DataFrame(rows, columns=["variant", "row", "table", "seed", "delta"])
 
 
@@ -300,9 +388,12 @@ def markdown(df: pd.DataFrame, grid: dict, metric: str = "F1") -> str:
     """The comparison as markdown tables, one per paper table."""
     out = [f"### {grid['dataset']}, preset `{grid['preset']}`, seeds {grid['seeds']}\n"]
     for table, part in df.groupby("table", sort=False):
-        title = f"Table {table}" if table != "fusion" else "Fusion form"
+        title = TITLES.get(table, f"Table {table}")
+        ref = BY_KEY[reference_of(table)].label
+        sources = "; ".join(src for src, _ in PAPER_SOURCES.get(table, ()))
         out.append(f"\n**{title}** (mean ± std over seeds; Δ = paired per-seed difference of "
-                   f"{metric} to the full model)\n\n")
+                   f"{metric} to {ref}" + (f"; paper: {sources}" if sources else "")
+                   + ")\n\n")
         out.append("| row | " + " | ".join(METRICS) + f" | Δ{metric} | reading | paper {metric}"
                    f" | paper Δ |\n|---|" + "---|" * (len(METRICS) + 4))
         for _, r in part.iterrows():
@@ -311,6 +402,8 @@ def markdown(df: pd.DataFrame, grid: dict, metric: str = "F1") -> str:
             dtxt = "" if d is None or d != d else f"{d:+.2f} ± {r[f'd{metric}_std']:.2f}"
             pap = r.get(f"paper_{metric}")
             ptxt = "" if pap is None or pap != pap else f"{pap:.2f}"
+            if ptxt and len(PAPER_SOURCES.get(table, ())) > 1:
+                ptxt += f" ({r['paper_source']})"
             pd_ = r.get(f"paper_d{metric}")
             pdtxt = "" if pd_ is None or pd_ != pd_ else f"{pd_:+.2f}"
             read = r.get("reading")
@@ -330,6 +423,8 @@ def markdown(df: pd.DataFrame, grid: dict, metric: str = "F1") -> str:
                f"({grid['trained']} seeds trained, the rest reused).\n")
     if grid.get("left_out"):
         out.append(f"Left out (no finished seed yet): {', '.join(grid['left_out'])}.\n")
+    for key, why in (grid.get("not_run") or {}).items():
+        out.append(f"Not run: {BY_KEY[key].label} ({why}).\n")
     return "".join(out)
 
 

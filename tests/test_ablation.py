@@ -16,20 +16,89 @@ TINY = dict(max_train=120, max_eval=60)
 OVER = {"epochs": 1}
 
 
-def test_every_variant_is_exactly_one_switch_from_the_full_model():
-    full = ablation.FULL.spec("MIntRec2.0", "cpu", (0,))
-    full_cfg, full_opts = full.validate()
+def test_every_variant_is_exactly_its_switches_from_its_reference_row():
     for v in ablation.VARIANTS:
-        if v is ablation.FULL:
+        table = next((t for t in v.tables if ablation.reference_of(t) != v.key), None)
+        if table is None:                       # a reference row itself (full, amess)
+            assert v.key in ablation.TABLE_REFERENCE.values() or v is ablation.FULL
             continue
-        cfg, opts = v.spec("MIntRec2.0", "cpu", (0,)).validate()
-        if v.method != "lgsrr":
-            assert v.key == "text" and not v.options and not v.overrides
+        ref = ablation.BY_KEY[ablation.reference_of(table)]
+        if v.method != ref.method:              # another method: compared as it is
+            assert table == "1" and not v.options and not v.overrides, v.key
             continue
-        changed_opts = {k for k in vars(opts) if getattr(opts, k) != getattr(full_opts, k)}
-        changed_cfg = {k for k in vars(cfg) if getattr(cfg, k) != getattr(full_cfg, k)}
-        assert len(changed_opts) + len(changed_cfg) == 1, (v.key, changed_opts, changed_cfg)
+        ref_cfg, ref_opts = ref.spec("MIntRec2.0", "cpu-ft", (0,)).validate()
+        cfg, opts = v.spec("MIntRec2.0", "cpu-ft", (0,)).validate()
+        changed_opts = {k for k in vars(opts) if getattr(opts, k) != getattr(ref_opts, k)}
+        changed_cfg = {k for k in vars(cfg) if getattr(cfg, k) != getattr(ref_cfg, k)}
+        assert 1 <= len(changed_opts) + len(changed_cfg) <= 2, (v.key, changed_opts)
         assert changed_opts == set(v.options) and changed_cfg == set(v.overrides)
+
+
+def _summary(run: str, f1_by_seed: dict[int, float]) -> dict:
+    per_seed = [{"seed": s, **{m: f1 for m in ablation.METRICS}, "train_seconds": 1.0}
+                for s, f1 in f1_by_seed.items()]
+    vals = np.array(list(f1_by_seed.values()))
+    stat = {"mean": float(vals.mean()), "std": float(vals.std(ddof=1))}
+    return {"run": run, "folder": f"/runs/{run}", "per_seed": per_seed,
+            "test": {m: stat for m in ablation.METRICS}}
+
+
+def test_table_1_pairs_methods_with_lgsrr_and_the_amess_ablation_with_amess():
+    keys = ["full", "text", "mag_bert", "mult", "amess", "amess_no_ame", "amess_no_ss"]
+    vals = {"full": 46.0, "text": 45.0, "mag_bert": 44.0, "mult": 40.0, "amess": 47.0,
+            "amess_no_ame": 45.5, "amess_no_ss": 46.5}
+    grid = {"dataset": "MIntRec2.0", "preset": "cpu-ft", "seeds": [0, 1, 2],
+            "variants": keys, "wall_seconds": 1.0, "trained": 0, "left_out": [],
+            "not_run": {},
+            "summaries": {k: _summary(k, {0: v, 1: v + 1.0, 2: v - 0.5}) for k, v in
+                          vals.items()}}
+    df = ablation.compare(grid)
+    assert list(df["table"].unique()) == ["1", "2", "amess"]
+    t1 = df[df["table"] == "1"].set_index("variant")
+    assert list(t1.index) == ["full", "text", "mag_bert", "mult", "amess"]
+    assert (t1.loc[["text", "mag_bert", "mult", "amess"], "versus"] == "full").all()
+    assert t1.loc["amess", "dF1"] == 1.0 and t1.loc["mult", "dF1"] == -6.0
+    # paper numbers: LGSRR's Table 1 first, A-MESS's own row from A-MESS Table I
+    assert t1.loc["mag_bert", "paper_F1"] == 54.74
+    assert t1.loc["mag_bert", "paper_source"] == "LGSRR Table 1"
+    assert t1.loc["amess", "paper_F1"] == 55.91
+    assert t1.loc["amess", "paper_source"] == "A-MESS Table I"
+    assert t1.loc["amess", "paper_dF1"] == round(55.91 - 55.35, 2)
+    assert ablation.SUBSTITUTION in t1.loc["mag_bert", "note"]
+    ab = df[df["table"] == "amess"].set_index("variant")
+    assert list(ab.index) == ["amess", "amess_no_ame", "amess_no_ss"]
+    assert (ab.loc[["amess_no_ame", "amess_no_ss"], "versus"] == "amess").all()
+    assert ab.loc["amess_no_ame", "dF1"] == -1.5
+    assert ab["paper_F1"].isna().all()          # A-MESS ablates on MIntRec only
+    md = ablation.markdown(df, grid)
+    assert "Table 1: the methods" in md and "55.91 (A-MESS Table I)" in md
+    assert "to A-MESS [descriptions as nonverbal streams]" in md
+    assert "descriptions as nonverbal streams" in md
+    deltas = ablation.seed_deltas(grid)
+    assert set(deltas[deltas["variant"] == "amess_no_ss"]["delta"]) == {-0.5}
+    assert set(deltas[deltas["variant"] == "amess"]["delta"]) == {1.0}   # vs LGSRR
+
+    # on MIntRec the paper's ablation deltas sit beside the rows
+    grid["dataset"] = "MIntRec"
+    ab = ablation.compare(grid).query("table == 'amess'").set_index("variant")
+    assert ab.loc["amess_no_ame", "paper_dF1"] == round(69.58 - 70.49, 2)
+    assert ab.loc["amess_no_ame", "sign_as_paper"]
+
+
+def test_methods_outside_the_presets_regime_are_left_out_by_name():
+    spec = ablation.BY_KEY["mag_bert"].spec("MIntRec2.0", "cpu", (0,))
+    why = ablation.regime_refusal(spec)
+    assert "mag_bert runs in the partial regime" in why and "cpu-ft" in why
+    assert ablation.regime_refusal(ablation.BY_KEY["mag_bert"].spec(
+        "MIntRec2.0", "cpu-ft", (0,))) is None
+    assert ablation.regime_refusal(ablation.FULL.spec("MIntRec2.0", "cpu", (0,))) is None
+    keys = [v.key for v in ablation.select(["1"])]
+    assert keys == ["full", "text", "mag_bert", "mult", "amess"]
+    assert [v.key for v in ablation.select(["amess"])] == [
+        "amess", "amess_no_ame", "amess_no_ss", "amess_no_both"]
+    assert [v.key for v in ablation.select(variants=["amess_no_ss"])] == [
+        "amess", "amess_no_ss"]
+    assert [v.key for v in ablation.select(variants=["amess"])] == ["full", "amess"]
 
 
 def test_select_names_tables_and_refuses_unknown():
@@ -156,6 +225,6 @@ def test_only_finished_trains_nothing_and_pairs_common_seeds(data_root, tmp_path
     assert df.set_index("variant").loc["no_inconsistency", "seeds"] == 1
     assert "(1 seeds)" in ablation.markdown(df, g)
     assert log.read_text() == before                     # a report writes no results
-    with pytest.raises(ConfigError, match="no finished seed of the full model"):
+    with pytest.raises(ConfigError, match="no finished seed of full"):
         ablation.run_grid("MIntRec2.0", rows, [0], train=False,
                           **{**kw, "out_dir": tmp_path / "empty"})
