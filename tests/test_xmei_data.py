@@ -235,3 +235,42 @@ def test_cli_trains_and_resumes_on_xmei_json_with_a_local_checkpoint(tmp_path, c
     assert (folder / "seed_0" / "predictions.csv").exists() and (folder / "summary.md").exists()
     assert main(args) == 0
     assert "seed 0: reused" in capsys.readouterr().out
+
+
+def test_mark_mode_trains_unknown_emotions_as_the_word_unknown(tmp_path):
+    from mir_core.xmei.sft import encode
+    tr = load_xmei_json(write_xmei(tmp_path / "train.json", _xmei_rows()), "train", name="toy")
+    te = load_xmei_json(write_xmei(tmp_path / "test.json", _xmei_rows(6)), "test",
+                        intents=tr.intents, emotions=tr.emotions, name="toy")
+    marked = tr.with_unknown_marked()
+    assert len(marked) == len(tr) == 6 and marked.samples[5].emotion == "unknown"
+    assert [s.emotion for s in marked.samples[:5]] == [s.emotion for s in tr.samples[:5]]
+    assert "unknown" not in marked.emotions            # never a label to predict
+    texts = [s.text for s in tr.samples] + [s.explanation for s in tr.samples] + ["unknown"]
+    cfg = preset("cpu", lora_r=2, lora_alpha=4, max_steps=1, precision="fp32",
+                 max_new_tokens=4, batch_size=2)
+    tok, _ = tiny_pair(texts)
+    enc = encode(tok, marked.samples[5], marked, cfg, with_answer=True)
+    answer = tok.decode([t for t in enc.labels if t != -100], skip_special_tokens=True)
+    prompt = tok.decode(enc.input_ids[:enc.n_prompt], skip_special_tokens=True)
+    assert "emotion is unknown" in answer
+    assert "emotions : angry, happy" in prompt.replace(" ,", ",")      # the test's labels
+
+    runs = {}
+    for mode in ("drop", "mark"):
+        logs = []
+        runs[mode] = run_xmei(tr, te, cfg, seeds=(0,), name=mode, out_root=tmp_path / "runs",
+                              unknown_emotion=mode, lm_loader=lambda: tiny_pair(texts),
+                              progress=False, log=logs.append)
+        assert any("1 of 6 samples have an unknown emotion" in line for line in logs)
+    assert runs["drop"].config["n_train_fit"] == 5 and runs["mark"].config["n_train_fit"] == 6
+    assert runs["mark"].config["unknown_emotion"] == "mark"
+    assert runs["drop"].config["fingerprint"] != runs["mark"].config["fingerprint"]
+    for mode, r in runs.items():            # the unknown test sample leaves the emotion metrics
+        m = json.loads((r.folder / "seed_0" / "metrics.json").read_text())
+        assert m["n"] == 6 and m["n_emotion_scored"] == 5 and m["n_emotion_unknown"] == 1
+        pred = pd.read_csv(r.folder / "seed_0" / "predictions.csv", keep_default_na=False)
+        assert list(pred["emotion_known"]) == [True] * 5 + [False], mode
+    from mir_core.xmei import XMEIRunError
+    with pytest.raises(XMEIRunError, match="'drop' or 'mark'"):
+        run_xmei(tr, te, cfg, unknown_emotion="keep", out_root=tmp_path / "runs")
