@@ -274,3 +274,35 @@ def test_mark_mode_trains_unknown_emotions_as_the_word_unknown(tmp_path):
     from mir_core.xmei import XMEIRunError
     with pytest.raises(XMEIRunError, match="'drop' or 'mark'"):
         run_xmei(tr, te, cfg, unknown_emotion="keep", out_root=tmp_path / "runs")
+
+
+def test_a_seed_killed_mid_training_resumes_from_its_checkpoint(tmp_path, monkeypatch):
+    from mir_core.xmei import sft
+    tr = load_xmei_json(write_xmei(tmp_path / "train.json", _xmei_rows()), "train", name="toy")
+    te = load_xmei_json(write_xmei(tmp_path / "test.json", _xmei_rows(4)), "test",
+                        intents=tr.intents, emotions=tr.emotions, name="toy")
+    texts = [s.text for s in tr.samples] + [s.explanation for s in tr.samples]
+    cfg = preset("cpu", lora_r=2, lora_alpha=4, max_steps=3, precision="fp32",
+                 max_new_tokens=4, batch_size=2)
+    real, calls = sft.collate, []
+
+    def dying(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:                    # the second training batch
+            raise KeyboardInterrupt("killed")
+        return real(*a, **k)
+    kw = dict(seeds=(0,), name="ck", out_root=tmp_path / "runs", progress=False,
+              lm_loader=lambda: tiny_pair(texts), checkpoint_every=1)
+    monkeypatch.setattr(sft, "collate", dying)
+    with pytest.raises(KeyboardInterrupt):
+        run_xmei(tr, te, cfg, log=lambda _: None, **kw)
+    sdir = tmp_path / "runs" / "toy" / "ck" / "seed_0"
+    assert (sdir / "train_checkpoint.pt").exists() and not (sdir / "metrics.json").exists()
+    monkeypatch.setattr(sft, "collate", real)
+    logs = []
+    run = run_xmei(tr, te, cfg, log=logs.append, **kw)
+    m = json.loads((sdir / "metrics.json").read_text())
+    assert m["train"]["resumed_at_step"] == 1 and m["train"]["steps"] == 3
+    assert any("resuming from" in line for line in logs)
+    assert not (sdir / "train_checkpoint.pt").exists()      # removed once the seed is done
+    assert not run.seeds[0].reused

@@ -163,3 +163,56 @@ def test_lq_attention_map_is_a_pure_figure():
     assert list(fig.layout.yaxis.ticktext)[:3] == ["c0:she", "c1:smiles", "q1"] or \
         "c0:she" in str(fig.layout.yaxis)
     assert "(pad)" in str(fig.layout.xaxis)
+
+
+def test_a_killed_sft_resumes_from_its_checkpoint_to_the_uninterrupted_result(tmp_path,
+                                                                           monkeypatch):
+    """Checkpoint every 2 steps, die in step 3, resume: the same losses and trainable
+    parameters as 5 uninterrupted steps (LoRA dropout on, so the RNG state must travel)."""
+    cfg = _cfg(max_steps=5, lr=1e-2, batch_size=3, lora_dropout=0.1, lq_dropout=0.1)
+    data = _data(8)
+    texts = [s.text for s in data.samples]
+    tok, _ = tiny_pair(texts)
+    items = sft.encode_all(tok, data, cfg, with_answer=True, features=_feats())
+
+    def fresh():
+        torch.manual_seed(0)
+        _, lm = tiny_pair(texts)
+        return XMEIQwen(cfg, lm, {"video": 7})
+
+    def trainable(model):
+        return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+    ref_model = fresh()
+    ref = sft.train(ref_model, items, cfg, pad_id=tok.pad_token_id, seed=3, progress=False)
+    ckpt = tmp_path / "seed_3" / "train_checkpoint.pt"
+    real_collate, calls = sft.collate, []
+
+    def dying_collate(*a, **k):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt("killed in step 3")
+        return real_collate(*a, **k)
+    monkeypatch.setattr(sft, "collate", dying_collate)
+    with pytest.raises(KeyboardInterrupt):
+        sft.train(fresh(), items, cfg, pad_id=tok.pad_token_id, seed=3, progress=False,
+                  checkpoint=ckpt, checkpoint_every=2, checkpoint_key="run:seed3")
+    assert ckpt.exists() and not ckpt.with_name(ckpt.name + ".tmp").exists()
+    monkeypatch.setattr(sft, "collate", real_collate)
+    logs = []
+    model = fresh()
+    out = sft.train(model, items, cfg, pad_id=tok.pad_token_id, seed=3, progress=False,
+                    checkpoint=ckpt, checkpoint_every=2, checkpoint_key="run:seed3",
+                    log=logs.append)
+    assert out.resumed_at_step == 2 and any("at step 2" in line for line in logs)
+    assert out.steps == ref.steps == 5 and out.train_tokens == ref.train_tokens
+    np.testing.assert_allclose(out.losses, ref.losses, rtol=1e-5)
+    want = trainable(ref_model)
+    for name, p in trainable(model).items():
+        torch.testing.assert_close(p, want[name], rtol=1e-5, atol=1e-6, msg=name)
+    # another configuration's checkpoint is named and not resumed
+    logs.clear()
+    again = sft.train(fresh(), items, cfg, pad_id=tok.pad_token_id, seed=3, progress=False,
+                      checkpoint=ckpt, checkpoint_every=2, checkpoint_key="other:seed3",
+                      log=logs.append)
+    assert again.resumed_at_step == 0 and any("another configuration" in l for l in logs)

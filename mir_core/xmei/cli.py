@@ -30,6 +30,9 @@ def add_parser(sub) -> None:
                    "$MIR_OUTPUT_DIR/xmei)")
     x.add_argument("--data-root", default=None)
     x.add_argument("--progress", action="store_true")
+    x.add_argument("--checkpoint-every", type=int, default=50, metavar="STEPS",
+                   help="optimizer steps between training checkpoints (default 50; 0: none): "
+                   "a killed seed resumes from its last one, so a long SFT can span sessions")
 
 
 def run_cli(a, parse_sets) -> int:
@@ -78,7 +81,8 @@ def run_cli(a, parse_sets) -> int:
     name = a.name or f"{a.preset}-n{len(train)}-t{len(test)}"
     try:
         res = run_xmei(train, test, cfg, seeds=tuple(a.seeds), name=name, out_root=a.out,
-                       unknown_emotion=a.unknown_emotion, progress=a.progress, **feats)
+                       unknown_emotion=a.unknown_emotion, progress=a.progress,
+                       checkpoint_every=a.checkpoint_every, **feats)
     except XMEIRunError as e:
         raise ConfigError(str(e)) from None
     print(json.dumps({"folder": str(res.folder), "intent": res.summary["intent"],

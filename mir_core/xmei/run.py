@@ -90,8 +90,14 @@ def run_xmei(train_data: XData, test_data: XData, cfg: XMEIConfig, *, seeds=(0,)
              train_features: dict | None = None, test_features: dict | None = None,
              unknown_emotion: str = "drop", device: str | None = None,
              progress: bool = True, keep_model: bool = False,
-             log: Callable[[str], None] = print, lm_loader=None) -> XMEIRun:
-    """Train a fresh LoRA + LQ-Former per seed on ``train_data``, answer ``test_data``."""
+             log: Callable[[str], None] = print, lm_loader=None,
+             checkpoint_every: int = 50) -> XMEIRun:
+    """Train a fresh LoRA + LQ-Former per seed on ``train_data``, answer ``test_data``.
+
+    ``checkpoint_every``: optimizer steps between training checkpoints
+    (``seed_<s>/train_checkpoint.pt``, removed when the seed is done; 0: none). A seed killed
+    mid-training resumes from its last checkpoint to the same parameters as an
+    uninterrupted run, so a long SFT (a real-size epoch on a CPU) can span sessions."""
     if unknown_emotion not in ("drop", "mark"):
         raise XMEIRunError(f"unknown_emotion must be 'drop' or 'mark', got {unknown_emotion!r}")
     if set(cfg.modalities) - set(train_features or {}) or set(cfg.modalities) - set(test_features or {}):
@@ -130,7 +136,7 @@ def run_xmei(train_data: XData, test_data: XData, cfg: XMEIConfig, *, seeds=(0,)
     with RunLock(folder):           # one writer per run folder, as the classification runs
         _write_json(cfile, config)
         results = _seeds(folder, fp, seeds, cfg, fit, train_features, test_data, test_features,
-                         device, lm_loader, keep_model, progress, log)
+                         device, lm_loader, keep_model, progress, log, checkpoint_every)
         summary = summarize_seeds([r.metrics for r in results])
         summary["config_fingerprint"] = fp
         summary["inputs"] = config["inputs"]
@@ -140,9 +146,10 @@ def run_xmei(train_data: XData, test_data: XData, cfg: XMEIConfig, *, seeds=(0,)
 
 
 def _seeds(folder, fp, seeds, cfg, fit, train_features, test_data, test_features, device,
-           lm_loader, keep_model, progress, log) -> list[SeedResult]:
+           lm_loader, keep_model, progress, log, checkpoint_every=0) -> list[SeedResult]:
     """Train and evaluate each seed, reusing finished seeds whose fingerprint matches;
-    ``metrics.json`` is written last (atomically): a killed seed leaves none and reruns."""
+    ``metrics.json`` is written last (atomically): a killed seed leaves none and reruns from
+    its training checkpoint, if any."""
     results: list[SeedResult] = []
     tok = lm = None
     tr_items = te_items = None      # the prompts do not depend on the seed: encoded once
@@ -168,8 +175,11 @@ def _seeds(folder, fp, seeds, cfg, fit, train_features, test_data, test_features
             te_items = sft.encode_all(tok, test_data, cfg, with_answer=False,
                                       features=test_features)
         precision = sft.resolve_precision(model, tr_items, cfg, tok.pad_token_id, device, log=log)
+        ckpt = sdir / "train_checkpoint.pt"
         stats = sft.train(model, tr_items, cfg, pad_id=tok.pad_token_id, seed=seed,
-                          device=device, precision=precision, progress=progress, log=log)
+                          device=device, precision=precision, progress=progress, log=log,
+                          checkpoint=ckpt, checkpoint_every=checkpoint_every,
+                          checkpoint_key=f"{fp}:seed{seed}:{precision}")
         answers, gen_s = sft.generate(model, tok, te_items, cfg, device=device,
                                       precision=precision, progress=progress)
         frame = sft.predictions_frame(test_data, answers)
@@ -196,6 +206,7 @@ def _seeds(folder, fp, seeds, cfg, fit, train_features, test_data, test_features
         frame.to_csv(sdir / "predictions.csv", index=False)
         (sdir / "losses.json").write_text(json.dumps(stats.losses))
         _write_json(mfile, metrics)
+        ckpt.unlink(missing_ok=True)
         log(f"seed {seed}: intent ACC {metrics['intent']['ACC']:.2f} F1 "
             f"{metrics['intent']['F1']:.2f}; unparsed {100 * metrics['unparsed_share']:.1f} %; "
             f"{stats.tokens_per_s:.0f} train tokens/s")

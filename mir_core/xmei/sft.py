@@ -193,16 +193,73 @@ class TrainStats:
     peak_rss_mb: float
     precision: str
     trainable_params: int
+    resumed_at_step: int = 0             # > 0: continued from a checkpoint of that step
 
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+class _Checkpoint:
+    """The training state after an optimizer step, written atomically to ``path`` every
+    ``every`` steps, so a killed seed resumes at its last checkpoint and ends with the same
+    parameters as an uninterrupted run: the trainable parameters (LoRA + LQ-Formers, not the
+    frozen LLM), AdamW and scheduler states, the data-order generator and the global RNG
+    (LoRA dropout), the rest of the epoch's order, the losses, token counts and seconds so
+    far. ``key`` (the run fingerprint and seed) must match to be resumed; a checkpoint of
+    another configuration is named and replaced."""
+
+    def __init__(self, path: str | Path | None, every: int, key: str, log=print):
+        self.path = Path(path) if path else None
+        self.every, self.key, self.log = int(every or 0), key, log
+
+    @property
+    def on(self) -> bool:
+        return self.path is not None and self.every > 0
+
+    def load(self, model: XMEIQwen, opt, sched, g: torch.Generator) -> dict | None:
+        if not self.on or not self.path.exists():
+            return None
+        state = torch.load(self.path, map_location="cpu", weights_only=False)
+        if state.get("key") != self.key:
+            self.log(f"{self.path}: a checkpoint of another configuration (key "
+                     f"{state.get('key')!r}, expected {self.key!r}); training from step 0")
+            return None
+        params = dict(model.named_parameters())
+        with torch.no_grad():
+            for name, value in state["params"].items():
+                params[name].copy_(value)
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        g.set_state(state["generator"])
+        torch.set_rng_state(state["rng"])
+        if state.get("cuda_rng") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        self.log(f"resuming from {self.path} at step {len(state['losses'])}")
+        return state
+
+    def save(self, model: XMEIQwen, opt, sched, g: torch.Generator, **progress) -> None:
+        state = {"key": self.key,
+                 "params": {n: p.detach().cpu().clone() for n, p in model.named_parameters()
+                            if p.requires_grad},
+                 "opt": opt.state_dict(), "sched": sched.state_dict(),
+                 "generator": g.get_state(), "rng": torch.get_rng_state(),
+                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available()
+                 else None, **progress}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        torch.save(state, tmp)
+        tmp.replace(self.path)
+
+
 def train(model: XMEIQwen, items: Sequence[Encoded], cfg: XMEIConfig, *, pad_id: int,
           seed: int = 0, device: str = "cpu", precision: str = "fp32",
-          progress: bool = True, log=print) -> TrainStats:
-    """AdamW over the trainable parameters (LoRA + LQ-Formers), linear warm-up/decay."""
+          progress: bool = True, log=print, checkpoint: str | Path | None = None,
+          checkpoint_every: int = 0, checkpoint_key: str = "") -> TrainStats:
+    """AdamW over the trainable parameters (LoRA + LQ-Formers), linear warm-up/decay.
+
+    ``checkpoint`` + ``checkpoint_every`` (optimizer steps): resumable training (see
+    :class:`_Checkpoint`); the returned seconds and tokens/s count every session's share."""
     from tqdm.auto import tqdm
 
     from .. import precision as prec
@@ -216,10 +273,16 @@ def train(model: XMEIQwen, items: Sequence[Encoded], cfg: XMEIConfig, *, pad_id:
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min((s + 1) / warm, max(0.0, (steps - s) / max(1, steps - warm))))
     order: list[int] = []
+    losses, acc, n_tok, n_ans, micro, before = [], 0.0, 0, 0, 0, 0.0
+    ckpt = _Checkpoint(checkpoint, checkpoint_every, checkpoint_key, log)
+    state = ckpt.load(model, opt, sched, g)
+    if state is not None:
+        order, losses, micro = list(state["order"]), list(state["losses"]), state["micro"]
+        n_tok, n_ans, before = state["n_tok"], state["n_ans"], state["seconds"]
     model.train()
-    losses, acc, n_tok, n_ans, micro = [], 0.0, 0, 0, 0
     t0 = time.perf_counter()
-    bar = tqdm(total=steps, desc="xmei sft", disable=not progress, leave=False)
+    bar = tqdm(total=steps, initial=len(losses), desc="xmei sft", disable=not progress,
+               leave=False)
     while micro < total_micro:
         if not order:
             order = torch.randperm(len(items), generator=g).tolist()
@@ -242,11 +305,16 @@ def train(model: XMEIQwen, items: Sequence[Encoded], cfg: XMEIConfig, *, pad_id:
             bar.set_postfix(loss=f"{acc:.3f}")
             bar.update(1)
             acc = 0.0
+            if ckpt.on and len(losses) % ckpt.every == 0 and micro < total_micro:
+                ckpt.save(model, opt, sched, g, order=order, losses=losses, micro=micro,
+                          n_tok=n_tok, n_ans=n_ans,
+                          seconds=before + time.perf_counter() - t0)
     bar.close()
-    secs = time.perf_counter() - t0
+    secs = before + time.perf_counter() - t0
     model.eval()
     return TrainStats(len(losses), losses, n_tok, n_ans, secs, n_tok / max(secs, 1e-9),
-                      peak_rss_mb(), precision, model.trainable_parameters())
+                      peak_rss_mb(), precision, model.trainable_parameters(),
+                      len(state["losses"]) if state is not None else 0)
 
 
 # =========================================================================== generation
