@@ -69,6 +69,14 @@ def write_xmei(path, rows):
     return path
 
 
+def _toy(tmp_path, n_test):
+    """The toy train (6 rows, one unknown emotion) / test files, and the tiny LM's words."""
+    tr = load_xmei_json(write_xmei(tmp_path / "train.json", _xmei_rows()), "train", name="toy")
+    te = load_xmei_json(write_xmei(tmp_path / "test.json", _xmei_rows(n_test)), "test",
+                        intents=tr.intents, emotions=tr.emotions, name="toy")
+    return tr, te, [s.text for s in tr.samples] + [s.explanation for s in tr.samples]
+
+
 def test_xmei_json_loader_reads_a_good_file(tmp_path):
     d = load_xmei_json(write_xmei(tmp_path / "train.json", _xmei_rows()), "train")
     assert len(d) == 6 and d.intents == ("Question", "Greeting")
@@ -153,10 +161,7 @@ def test_explanation_metrics_from_libraries():
 
 
 def test_tiny_run_writes_the_folder_and_resumes(tmp_path):
-    tr = load_xmei_json(write_xmei(tmp_path / "train.json", _xmei_rows()), "train", name="toy")
-    te = load_xmei_json(write_xmei(tmp_path / "test.json", _xmei_rows(4)), "test",
-                        intents=tr.intents, emotions=tr.emotions, name="toy")
-    texts = [s.text for s in tr.samples] + [s.explanation for s in tr.samples]
+    tr, te, texts = _toy(tmp_path, 4)
     cfg = preset("cpu", lora_r=2, lora_alpha=4, max_steps=2, precision="fp32",
                  max_new_tokens=6, batch_size=2)
     calls = []
@@ -239,14 +244,12 @@ def test_cli_trains_and_resumes_on_xmei_json_with_a_local_checkpoint(tmp_path, c
 
 def test_mark_mode_trains_unknown_emotions_as_the_word_unknown(tmp_path):
     from mir_core.xmei.sft import encode
-    tr = load_xmei_json(write_xmei(tmp_path / "train.json", _xmei_rows()), "train", name="toy")
-    te = load_xmei_json(write_xmei(tmp_path / "test.json", _xmei_rows(6)), "test",
-                        intents=tr.intents, emotions=tr.emotions, name="toy")
+    tr, te, texts = _toy(tmp_path, 6)
     marked = tr.with_unknown_marked()
     assert len(marked) == len(tr) == 6 and marked.samples[5].emotion == "unknown"
     assert [s.emotion for s in marked.samples[:5]] == [s.emotion for s in tr.samples[:5]]
     assert "unknown" not in marked.emotions            # never a label to predict
-    texts = [s.text for s in tr.samples] + [s.explanation for s in tr.samples] + ["unknown"]
+    texts = texts + ["unknown"]
     cfg = preset("cpu", lora_r=2, lora_alpha=4, max_steps=1, precision="fp32",
                  max_new_tokens=4, batch_size=2)
     tok, _ = tiny_pair(texts)
@@ -278,10 +281,7 @@ def test_mark_mode_trains_unknown_emotions_as_the_word_unknown(tmp_path):
 
 def test_a_seed_killed_mid_training_resumes_from_its_checkpoint(tmp_path, monkeypatch):
     from mir_core.xmei import sft
-    tr = load_xmei_json(write_xmei(tmp_path / "train.json", _xmei_rows()), "train", name="toy")
-    te = load_xmei_json(write_xmei(tmp_path / "test.json", _xmei_rows(4)), "test",
-                        intents=tr.intents, emotions=tr.emotions, name="toy")
-    texts = [s.text for s in tr.samples] + [s.explanation for s in tr.samples]
+    tr, te, texts = _toy(tmp_path, 4)
     cfg = preset("cpu", lora_r=2, lora_alpha=4, max_steps=3, precision="fp32",
                  max_new_tokens=4, batch_size=2)
     real, calls = sft.collate, []
