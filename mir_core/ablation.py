@@ -254,16 +254,8 @@ def run_grid(dataset: str, variants: list[Variant], seeds, preset: str = "cpu",
 
 
 def regime_refusal(spec: RunSpec) -> str | None:
-    """Why ``spec``'s method cannot run in its preset's regime (None when it can): the
-    multimodal baselines need the partial regime's token states."""
-    from .models import get_method
-    from .training.config import preset as preset_config
-    method = get_method(spec.method)
-    regime = preset_config(spec.dataset, spec.preset, **spec.overrides).regime
-    if regime in method.regimes:
-        return None
-    return (f"{spec.method} runs in the {'/'.join(method.regimes)} regime, preset "
-            f"{spec.preset!r} is {regime} (use --preset cpu-ft)")
+    """Why ``spec``'s method cannot run in its preset's regime (None when it can)."""
+    return spec.regime_refusal()
 
 
 def _per_seed(summary: dict, metric: str) -> dict[int, float]:

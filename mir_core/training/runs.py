@@ -86,6 +86,16 @@ class RunSpec:
             parts.append(f"e{self.max_eval}")
         return "-".join(str(p) for p in parts)
 
+    def regime_refusal(self) -> str | None:
+        """Why the method cannot run in the preset's regime (None when it can): the
+        multimodal baselines need the partial regime's token states."""
+        method = get_method(self.method)
+        regime = preset(self.dataset, self.preset, **self.overrides).regime
+        if regime in method.regimes:
+            return None
+        return (f"{self.method} runs in the {'/'.join(method.regimes)} regime, preset "
+                f"{self.preset!r} is {regime!r} (use a preset such as 'cpu-ft' or set regime)")
+
     def validate(self) -> tuple[TrainConfig, object]:
         """The resolved (config, method options); every bad value named before any work."""
         get_spec(self.dataset)
@@ -95,10 +105,9 @@ class RunSpec:
         except (TypeError, ValueError) as e:
             raise ConfigError(str(e)) from None
         cfg = preset(self.dataset, self.preset, **self.overrides)
-        if cfg.regime not in method.regimes:
-            raise ConfigError(f"method {method.name!r} runs in the regime(s) "
-                              f"{list(method.regimes)}, not {cfg.regime!r} (preset "
-                              f"{self.preset!r}): use a preset such as 'cpu-ft' or set regime")
+        why = self.regime_refusal()
+        if why:
+            raise ConfigError(f"method {why}")
         seeds = list(self.seeds)
         if not seeds:
             raise ConfigError("seeds must name at least one seed")
