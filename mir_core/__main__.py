@@ -179,6 +179,12 @@ def main(argv: list[str] | None = None) -> int:
     n.add_argument("--top-k", type=int, default=3, help="step 1: K")
     n.add_argument("--label-limit", type=int, default=None,
                    help="labels step: the first N labels of the dataset (default: all)")
+    n.add_argument("--label-examples", default=None, metavar="FILE",
+                   help="labels step: a label-description file (e.g. the A-MESS paper's) whose "
+                        "descriptions of other labels are given as worked examples (few-shot); "
+                        "default: the paper's prompt with its one inline example")
+    n.add_argument("--label-shots", type=int, default=3, metavar="N",
+                   help="labels step: worked examples per query with --label-examples")
     n.add_argument("--video-dir", default=None, help="step 2: folder of the clips ({key}.mp4)")
     n.add_argument("--n-frames", type=int, default=16)
     n.add_argument("--threads", type=int, default=None, help="local backend: torch threads")
@@ -290,7 +296,8 @@ def _annotate(a) -> int:
             rank_mode=a.rank_mode, loglik_norm=a.loglik_norm, retries=a.retries,
             http_retries=a.http_retries, timeout_s=a.timeout, max_new_tokens=mnt,
             cue_rounds=a.cue_rounds, cue_background_n=a.cue_background_n, top_k=a.top_k,
-            label_limit=a.label_limit, video_dir=a.video_dir, n_frames=a.n_frames,
+            label_limit=a.label_limit, label_examples=a.label_examples,
+            label_shots=a.label_shots, video_dir=a.video_dir, n_frames=a.n_frames,
             num_threads=a.threads, out=a.out, progress=not a.no_progress,
             abort_after=a.abort_after)
         result = run_batch(spec, argv=sys.argv[1:] if a.argv is None else a.argv)

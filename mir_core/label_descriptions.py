@@ -248,6 +248,39 @@ def load_label_descriptions(labels: Sequence[str], dataset: str,
     return out
 
 
+def example_descriptions(path: str | Path) -> list[tuple[str, list[str]]]:
+    """Every (label, descriptions) pair of a description file in file order, whatever its
+    datasets (a nested file's datasets one after another; a label already seen, after
+    normalisation, is kept once): the worked examples of the annotation chain's few-shot
+    label step (``ChainConfig.label_examples``). One-line error for an unreadable or
+    malformed file or one with no labels."""
+    p = resolve_path(path)
+    try:
+        obj = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise LabelDescriptionsError(f"cannot read label examples file {p}: {e}; "
+                                     f"{FORMAT_HINT}") from None
+    if isinstance(obj, dict) and isinstance(obj.get("descriptions"), dict):
+        groups = [obj["descriptions"]]
+    elif isinstance(obj, dict) and obj and all(isinstance(v, dict) for v in obj.values()):
+        groups = list(obj.values())
+    elif isinstance(obj, dict) and obj and all(isinstance(v, (list, str)) for v in obj.values()):
+        groups = [obj]
+    else:
+        raise LabelDescriptionsError(f"{p}: no label descriptions to use as examples; "
+                                     f"{FORMAT_HINT}")
+    out: list[tuple[str, list[str]]] = []
+    seen: set[str] = set()
+    for group in groups:
+        for key, value in group.items():
+            if normalise_label(key) not in seen:
+                seen.add(normalise_label(key))
+                out.append((str(key), _clean(p, str(key), value)))
+    if not out:
+        raise LabelDescriptionsError(f"{p}: no label descriptions to use as examples")
+    return out
+
+
 def descriptions_digest(descs: dict[str, list[str]], labels: Sequence[str]) -> str:
     """sha256 (16 hex) of the descriptions in label order: what a run fingerprint records."""
     blob = json.dumps([[lab, descs[lab]] for lab in labels], ensure_ascii=False)
@@ -319,3 +352,31 @@ def embed_label_descriptions(descs: dict[str, Sequence[str]], labels: Sequence[s
 __all__ = ["ENV_VAR", "LabelDescriptionsError", "load_label_descriptions",
            "embed_label_descriptions", "normalise_label", "read_description_file",
            "resolve_path", "descriptions_digest"]
+
+
+# --------------------------------------------------------------------------- quality
+def description_retrieval(generated: dict[str, Sequence[str]],
+                          reference: dict[str, Sequence[str]], labels: Sequence[str],
+                          encoder_name: str = "minilm-l6", *, store=None):
+    """How well generated label descriptions (e.g. a local model's) pick out their label
+    among reference descriptions (e.g. the paper's GPT-4 ones): each label's generated
+    descriptions, averaged in sentence-embedding space, against every label's averaged
+    reference descriptions (cosine, scikit-learn). One row per label of ``labels`` (both
+    dicts must hold them all): ``rank`` of its own label among the C references (1: its own
+    is the closest), ``own_cos``, the closest reference label ``nearest`` and its
+    ``nearest_cos``. ``rank == 1`` averaged is the top-1 retrieval accuracy; a random
+    description scores 1/C in expectation."""
+    import pandas as pd
+    from sklearn.metrics.pairwise import cosine_similarity
+
+    labels = [str(x) for x in labels]
+    gen = embed_label_descriptions(generated, labels, encoder_name, store=store).mean(1)
+    ref = embed_label_descriptions(reference, labels, encoder_name, store=store).mean(1)
+    sim = cosine_similarity(gen.numpy(), ref.numpy())                     # (C, C)
+    rows = []
+    for i, lab in enumerate(labels):
+        order = np.argsort(-sim[i], kind="stable")
+        rows.append({"label": lab, "rank": int(np.where(order == i)[0][0]) + 1,
+                     "own_cos": float(sim[i, i]), "nearest": labels[int(order[0])],
+                     "nearest_cos": float(sim[i, order[0]])})
+    return pd.DataFrame(rows)

@@ -125,6 +125,9 @@ def test_unreachable_server_one_line_exit_2(data_root, tmp_path, capsys):
     (["--rank-mode", "loglik", "--steps", "3"], "BatchError: --rank-mode loglik needs"),
     (["--max-new-tokens", "rank=many"], "ConfigError: --max-new-tokens rank='many'"),
     (["--max-new-tokens", "ranks=8"], "BatchError: --max-new-tokens ranks=..."),
+    (["--steps", "labels", "--label-shots", "0"], "BatchError: --label-shots must be at least 1"),
+    (["--steps", "labels", "--label-examples", "/no/such/paper.json"],
+     "LabelDescriptionsError: label descriptions file /no/such/paper.json does not exist"),
 ])
 def test_bad_settings_one_line_exit_2(extra, message, data_root, tmp_path, capsys):
     url = f"http://127.0.0.1:{free_port()}/v1"

@@ -228,6 +228,51 @@ def test_label_descriptions_three_per_label(root, tmp_path):
     assert b.calls[0][0]["content"].endswith("\nAcknowledge:")
 
 
+def test_label_descriptions_few_shot_from_an_examples_file(root, tmp_path):
+    """--label-examples: worked examples (other labels' descriptions, in the answer format)
+    as earlier chat turns; the asked label is never its own example; a reply that copies
+    an example is retried, then recorded as a failure, never kept."""
+    examples = tmp_path / "paper.json"
+    examples.write_text(json.dumps({
+        "MIntRec": {"Greet": ["Saying hello.", "Opening a talk.", "Being polite."],
+                    "Thank": ["Showing gratitude.", "Saying thanks.", "Valuing help."]},
+        "MIntRec2.0": {"Greet": ["dup", "dup", "dup"],               # kept once (first seen)
+                       "Acknowledge": ["Admitting a point.", "Noting receipt.", "Saying ok."],
+                       "Doubt": ["Being unsure.", "Questioning.", "Not believing."]}}))
+
+    def answer(msgs):
+        if any(m["content"] == "Greeting:" for m in msgs):          # parrots an example
+            return "1. Showing gratitude. 2. Saying thanks. 3. Valuing help."
+        return "1. One thing. 2. Another thing. 3. A third thing."
+    b = ScriptedBackend(answer=answer)
+    cfg = ChainConfig(data_root=root, cache_path=tmp_path / "c.jsonl", label_examples=examples,
+                      label_shots=2, max_retries=1)
+    res = AnnotationChain(b, cfg, log=lambda *a: None).label_descriptions(
+        datasets=["IEMOCAP-DA"], labels=["Acknowledge", "Greeting", "Question"])
+    first = b.calls[0]                                             # Acknowledge
+    assert [m["role"] for m in first] == ["user", "assistant", "user", "assistant", "user"]
+    assert "For the nouns I provide" in first[0]["content"] and "Example" not in first[0]["content"]
+    assert first[0]["content"].endswith("\nGreet:") and first[2]["content"] == "Thank:"
+    assert first[1]["content"] == "1. Saying hello. 2. Opening a talk. 3. Being polite."
+    assert first[-1]["content"] == "Acknowledge:"
+    # Greeting normalises to neither Greet nor Thank, so both are its examples; it copied
+    # Thank's descriptions on both attempts: a failure naming the copy
+    assert "Greeting" in res.failures and "copy" in res.failures["Greeting"]
+    assert len([c for c in b.calls if "Greeting:" in [m["content"] for m in c]]) == 2
+    assert res.descriptions["Acknowledge"] == ["One thing.", "Another thing.", "A third thing."]
+    assert set(res.descriptions) == {"Acknowledge", "Question"}
+    # the asked label is not among its own examples (normalised: Acknowledge == acknowledge)
+    b2 = ScriptedBackend(answer=answer)
+    cfg2 = ChainConfig(data_root=root, cache_path=tmp_path / "c2.jsonl", label_examples=examples,
+                       label_shots=5)
+    AnnotationChain(b2, cfg2, log=lambda *a: None).label_descriptions(
+        datasets=["IEMOCAP-DA"], labels=["Acknowledge"])
+    asked = [m["content"].split("\n")[-1] for m in b2.calls[0] if m["role"] == "user"]
+    assert asked == ["Greet:", "Thank:", "Doubt:", "Acknowledge:"]
+    with pytest.raises(ValueError, match="label_shots"):
+        ChainConfig(label_shots=0)
+
+
 # --------------------------------------------------------------------------- agreement
 def test_kendall_tau_exact_matches_scipy():
     for a in ALL_ORDERS:

@@ -6,6 +6,7 @@ sentence embeddings."""
 from __future__ import annotations
 
 import json
+import numpy as np
 from pathlib import Path
 
 import pytest
@@ -218,3 +219,28 @@ def test_embeddings_are_cached_by_text(tmp_path, monkeypatch, no_env):
     with pytest.raises(AssertionError, match="was loaded"):
         embed_label_descriptions({**descs, "Question": ["new text", "another"]}, labels,
                                  store=store)       # a changed text is encoded
+
+
+def test_description_retrieval_ranks_each_label_against_the_references(tmp_path, no_env):
+    from mir_core.features.store import FeatureStore
+    from mir_core.label_descriptions import description_retrieval
+    labels = ["Greet", "Apologize", "Complain", "Thank"]
+    ref = {"Greet": ["Saying hello to someone.", "Welcoming a person who arrives."],
+           "Apologize": ["Saying sorry for a mistake.", "Asking to be forgiven."],
+           "Complain": ["Expressing annoyance about a problem.", "Grumbling about a flaw."],
+           "Thank": ["Expressing gratitude for help.", "Saying thanks to someone."]}
+    store = FeatureStore(tmp_path / "store")
+    same = description_retrieval(ref, ref, labels, store=store)
+    assert same["rank"].tolist() == [1, 1, 1, 1] and (same["nearest"] == same["label"]).all()
+    assert np.allclose(same["own_cos"], 1.0, atol=1e-5)
+    # Greet given Thank's descriptions and the other way round: each finds the other
+    swapped = description_retrieval({**ref, "Greet": ref["Thank"], "Thank": ref["Greet"]},
+                                    ref, labels, store=store)
+    row = swapped.set_index("label")
+    assert row.loc["Greet", "nearest"] == "Thank" and row.loc["Thank", "nearest"] == "Greet"
+    assert row.loc["Greet", "rank"] > 1 and row.loc["Apologize", "rank"] == 1
+    # cosine against an independent computation
+    g = embed_label_descriptions(ref, labels, store=store).mean(1)
+    want = torch.nn.functional.cosine_similarity(g[0], g[3], dim=0).item()
+    assert abs(row.loc["Greet", "own_cos"] - want) < 1e-5
+    assert abs(row.loc["Greet", "nearest_cos"] - 1.0) < 1e-5

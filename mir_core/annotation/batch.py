@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from ..label_descriptions import LabelDescriptionsError, example_descriptions
 from .backends import Backend, BackendError, OpenAIChatBackend, OpenAIConfig, make_backend
 from .backends import redact as redact_text
 from .cache import CacheError, CacheRecord
@@ -79,7 +80,7 @@ class ServerStopped(BackendError):
 
 # what the command line reports in one line with exit status 2
 EXPECTED_ERRORS = (BatchError, BackendError, CacheError, StepError, FileNotFoundError,
-                   KeyError)
+                   KeyError, LabelDescriptionsError)
 
 
 @dataclass
@@ -108,6 +109,8 @@ class BatchSpec:
     cue_background_n: int = 5
     top_k: int = 3
     label_limit: int | None = None      # labels step: the first N labels; None: all
+    label_examples: str | Path | None = None   # labels step: few-shot examples file (ChainConfig)
+    label_shots: int = 3
     video_dir: str | Path | None = None
     n_frames: int = 16
     num_threads: int | None = None      # local backend: torch CPU threads
@@ -324,6 +327,10 @@ def _validate(spec: BatchSpec) -> list[str]:
         raise BatchError(f"--limit must be at least 1, got {spec.limit}")
     if spec.label_limit is not None and int(spec.label_limit) < 1:
         raise BatchError(f"--label-limit must be at least 1, got {spec.label_limit}")
+    if int(spec.label_shots) < 1:
+        raise BatchError(f"--label-shots must be at least 1, got {spec.label_shots}")
+    if spec.label_examples and STEP_LABELS in steps:
+        example_descriptions(spec.label_examples)     # a bad file fails before any model loads
     if spec.rank_mode not in RANK_MODES:
         raise BatchError(f"--rank-mode {spec.rank_mode!r}: use one of {list(RANK_MODES)}")
     if spec.loglik_norm not in LOGLIK_NORMS:
@@ -376,7 +383,8 @@ def run_batch(spec: BatchSpec, argv: Sequence[str] | None = None, stdout=None,
         data_root=root, cache_path=spec.cache, max_retries=spec.retries,
         cue_rounds=spec.cue_rounds, cue_background_n=spec.cue_background_n, top_k=spec.top_k,
         n_frames=spec.n_frames, video_dir=spec.video_dir, rank_mode=spec.rank_mode,
-        loglik_norm=spec.loglik_norm,
+        loglik_norm=spec.loglik_norm, label_examples=spec.label_examples,
+        label_shots=spec.label_shots,
         **{f"max_new_tokens_{s}": n for s, n in mnt.items()})
     cache_file = config.resolved_cache_path()
     chain = AnnotationChain(backend, config, log=log, progress=progress)
@@ -399,7 +407,11 @@ def run_batch(spec: BatchSpec, argv: Sequence[str] | None = None, stdout=None,
                      "retries": spec.retries, "http_retries": spec.http_retries,
                      "timeout_s": spec.timeout_s, "cue_rounds": spec.cue_rounds,
                      "cue_background_n": spec.cue_background_n, "top_k": spec.top_k,
-                     "label_limit": spec.label_limit, "n_frames": spec.n_frames,
+                     "label_limit": spec.label_limit,
+                     "label_examples": (str(spec.label_examples) if spec.label_examples
+                                        else None),
+                     "label_shots": spec.label_shots if spec.label_examples else None,
+                     "n_frames": spec.n_frames,
                      "video_dir": str(spec.video_dir) if spec.video_dir else None,
                      "max_new_tokens": {s: getattr(config, f"max_new_tokens_{s}")
                                         for s in STEP_ORDER}},

@@ -30,13 +30,14 @@ import pandas as pd
 
 from .. import paths
 from ..data import ASPECTS, DATASETS, MIRSplit, get_spec, load_split
+from ..label_descriptions import example_descriptions, normalise_label
 from .backends import Backend, BackendError, ReleasedBackend, Reply, UnsupportedError
 from .backends import redact as redact_text
 from .cache import CacheRecord, ReplyCache, prompt_sha256
 from .parsing import (extract_cues, normalise_cue, order_to_text, parse_label_descriptions,
                       parse_rank)
 from .prompts import (ALL_ORDERS, AMESS_EXAMPLE, AMESS_RETRY_LINE, CUE_SHORT, BackgroundSample,
-                      cue_discovery_prompt, description_prompt, label_description_prompt,
+                      cue_discovery_prompt, description_prompt, label_description_messages,
                       rank_answer, rank_prompt, RANK_RETRY_LINE)
 
 STEP_CUES, STEP_DESCRIBE, STEP_RANK, STEP_LABELS = "cues", "describe", "rank", "labels"
@@ -87,6 +88,12 @@ class ChainConfig:
     max_new_tokens_describe: int = 96
     max_new_tokens_rank: int = 40
     max_new_tokens_labels: int = 96
+    # A-MESS label step: None asks with the paper's prompt (its one inline example); a
+    # label-description file (formats: mir_core.label_descriptions, e.g. the paper's
+    # GPT-4 file) makes the query few-shot: the first `label_shots` of its labels other
+    # than the one asked become worked examples, and a reply copying them is rejected
+    label_examples: str | Path | None = None
+    label_shots: int = 3
 
     def __post_init__(self) -> None:
         if self.rank_mode not in RANK_MODES:
@@ -95,6 +102,8 @@ class ChainConfig:
             raise ValueError(f"loglik_norm {self.loglik_norm!r}: use one of {LOGLIK_NORMS}")
         if self.cue_video not in ("descriptions", "frames", "none"):
             raise ValueError(f"cue_video {self.cue_video!r}: use descriptions, frames or none")
+        if int(self.label_shots) < 1:
+            raise ValueError(f"label_shots must be at least 1, got {self.label_shots}")
         if self.rank_descriptions not in ("auto", "released"):
             raise ValueError(f"rank_descriptions {self.rank_descriptions!r}: auto or released")
         self.describe_cues = tuple(self.describe_cues)
@@ -689,15 +698,22 @@ class AnnotationChain:
             known = list(labels)
         labels = known
         cfg = self.config
+        pool = [] if cfg.label_examples in (None, "") else example_descriptions(cfg.label_examples)
         items = []
         for label in labels:
-            messages = [{"role": "user", "content": label_description_prompt(label)}]
+            shots = [(lab, d) for lab, d in pool
+                     if normalise_label(lab) != normalise_label(label)][:int(cfg.label_shots)]
+            messages = label_description_messages(label, shots)
+            # a reply repeating the examples' descriptions describes them, not the label
+            if shots:
+                forbidden = tuple(x for _, d in shots for x in d)
+            else:
+                forbidden = () if label == "Complain" else AMESS_EXAMPLE
             request = {"messages": messages, "max_new_tokens": cfg.max_new_tokens_labels,
                        "retries": cfg.max_retries, **self.backend.settings()}
 
-            def parse(text: str, lab=label):
-                res = parse_label_descriptions(text, lab,
-                                               forbidden=() if lab == "Complain" else AMESS_EXAMPLE)
+            def parse(text: str, lab=label, forbidden=forbidden):
+                res = parse_label_descriptions(text, lab, forbidden=forbidden)
                 return res.ok, (list(res.descriptions) if res.ok else None), res.error
 
             items.append(_Item(label, request, lambda m=messages, p=parse, lab=label:

@@ -355,7 +355,8 @@ def parse_label_descriptions(reply: str | None, label: str, n: int = 3,
                              forbidden: tuple[str, ...] = ()) -> DescriptionsParse:
     """The first ``n`` numbered descriptions of an A-MESS reply ("1. ... 2. ... 3. ...",
     inline or one per line; a leading "<label>:" echo is dropped). A reply in which two or
-    more descriptions repeat ``forbidden`` sentences (the prompt's example) is rejected."""
+    more descriptions repeat ``forbidden`` sentences (the prompt's example, or its worked
+    examples when few-shot), or in which two descriptions are the same, is rejected."""
     if reply is None or not str(reply).strip():
         return DescriptionsParse(None, "empty reply")
     text = str(reply).replace("**", "").strip()
@@ -381,10 +382,16 @@ def parse_label_descriptions(reply: str | None, label: str, n: int = 3,
     if len(items) < n:
         return DescriptionsParse(None, f"found {len(items)} numbered descriptions, need {n}")
     items = items[:n]
+    distinct = len({_simplify(it) for it in items})
+    if distinct < n:
+        # the prompt asks for n *different* descriptions; a repeated one would also count
+        # twice among the positives and negatives of A-MESS's Eq. 15
+        return DescriptionsParse(None, f"only {distinct} of the {n} descriptions differ "
+                                       "(the prompt asks for different ones)")
     banned = {_simplify(f) for f in forbidden}
     copied = sum(_simplify(it) in banned for it in items)
     if banned and copied >= 2:
-        return DescriptionsParse(None, f"{copied} of {n} descriptions copy the prompt's example "
+        return DescriptionsParse(None, f"{copied} of {n} descriptions copy the prompt's example(s) "
                                        "instead of describing the label")
     return DescriptionsParse(tuple(items))  # type: ignore[arg-type]
 

@@ -81,10 +81,13 @@ RANK_RETRY_LINE = (
     "Interaction with Others:\n1. <aspect>\n2. <aspect>\n3. <aspect>")
 
 # A-MESS (Sec. IV, implementation details): the "free lunch" prompt sent to GPT-4.
-AMESS_PROMPT = (
+# The instruction of the paper's prompt; AMESS_PROMPT adds its one worked example.
+AMESS_INSTRUCTION = (
     "You are language assistant. For the nouns I provide, please give three different "
     "descriptions. These definitions will be used for intent detection tasks. Ensure the "
-    "accuracy and conciseness of the explanations, and do not output any other content. "
+    "accuracy and conciseness of the explanations, and do not output any other content.")
+AMESS_PROMPT = (
+    AMESS_INSTRUCTION + " "
     "Example: Complain: 1. Expressing dissatisfaction or annoyance about something. 2. Seeking "
     "redress or resolution by voicing grievances. 3. Highlighting perceived flaws or problems "
     "in a situation.")
@@ -177,3 +180,29 @@ ALL_ORDERS: tuple[tuple[int, int, int], ...] = tuple(permutations(range(3)))  # 
 def label_description_prompt(label: str) -> str:
     """A-MESS label descriptions: the paper's prompt followed by the noun."""
     return f"{AMESS_PROMPT}\n{label}:"
+
+
+def numbered(descriptions: Sequence[str]) -> str:
+    """'1. d1 2. d2 3. d3': the answer format of the A-MESS prompt's example."""
+    return " ".join(f"{i}. {d}" for i, d in enumerate(descriptions, 1))
+
+
+def label_description_messages(label: str,
+                               examples: Sequence[tuple[str, Sequence[str]]] = ()
+                               ) -> list[dict]:
+    """The chat of one label-description query. No ``examples``: the paper's prompt (its one
+    inline example, Complain) and the noun, as one user turn. With ``examples`` ((label,
+    descriptions) pairs, e.g. the paper's GPT-4 descriptions of other labels): the
+    instruction, then each example as a user turn (the noun) answered by an assistant turn
+    (its numbered descriptions), then the noun asked for. Small local models given the
+    inline example mostly repeat it for every label; worked examples of several labels in
+    the answer format give them a pattern rather than a sentence to copy."""
+    if not examples:
+        return [{"role": "user", "content": label_description_prompt(label)}]
+    (first, first_desc), rest = examples[0], examples[1:]
+    msgs = [{"role": "user", "content": f"{AMESS_INSTRUCTION}\n{first}:"},
+            {"role": "assistant", "content": numbered(first_desc)}]
+    for lab, desc in rest:
+        msgs += [{"role": "user", "content": f"{lab}:"},
+                 {"role": "assistant", "content": numbered(desc)}]
+    return msgs + [{"role": "user", "content": f"{label}:"}]
