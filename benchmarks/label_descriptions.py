@@ -91,7 +91,7 @@ def main(argv=None) -> int:
         reasons: dict[str, int] = {}
         for err in res.failures.values():
             key = err.split(":")[0] if "copy" not in err else "copies the prompt's example(s)"
-            key = "repeated descriptions" if "differ" in err else key
+            key = "repeated descriptions" if "descriptions repeat" in err else key
             reasons[key] = reasons.get(key, 0) + 1
         row = {"ok": len(res.descriptions), "failed": len(res.failures),
                "failure_reasons": reasons, "wall_s": round(wall, 1),

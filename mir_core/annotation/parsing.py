@@ -386,8 +386,8 @@ def parse_label_descriptions(reply: str | None, label: str, n: int = 3,
     if distinct < n:
         # the prompt asks for n *different* descriptions; a repeated one would also count
         # twice among the positives and negatives of A-MESS's Eq. 15
-        return DescriptionsParse(None, f"only {distinct} of the {n} descriptions differ "
-                                       "(the prompt asks for different ones)")
+        return DescriptionsParse(None, f"the {n} descriptions repeat: only {distinct} "
+                                       f"different (the prompt asks for {n} different ones)")
     banned = {_simplify(f) for f in forbidden}
     copied = sum(_simplify(it) in banned for it in items)
     if banned and copied >= 2:
