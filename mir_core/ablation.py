@@ -186,8 +186,19 @@ def run_grid(dataset: str, variants: list[Variant], seeds, preset: str = "cpu",
         log("left out (regime): " + "; ".join(f"{k}: {w}" for k, w in not_run.items()))
         variants = [v for v in variants if v.key not in not_run]
         specs = {k: s for k, s in specs.items() if k not in not_run}
-    for s in specs.values():            # every bad setting is named before any training
-        s.validate()
+    unusable = {}                       # train=False: rows whose inputs cannot be read now
+    for key, s in specs.items():        # every bad setting is named before any training
+        try:
+            s.validate()
+        except ValueError as e:         # ConfigError, DataError (e.g. label descriptions)
+            if train:
+                raise
+            # no seed of it can match a fingerprint now: a table row left out, with why
+            unusable[key] = " ".join(str(e).split())[:300]
+    if unusable:
+        log("left out (inputs): " + "; ".join(f"{k}: {w}" for k, w in unusable.items()))
+        variants = [v for v in variants if v.key not in unusable]
+        not_run = {**not_run, **unusable}
     folder = grid_dir(dataset, preset, out_dir)
     folder.mkdir(parents=True, exist_ok=True)
     log_path = folder / "results.jsonl"
@@ -232,13 +243,22 @@ def run_grid(dataset: str, variants: list[Variant], seeds, preset: str = "cpu",
                     else:
                         bar.update(1)
 
-            summ = run(spec, data_root=data_root, out_dir=out_dir, store=store, stale=stale,
-                       log=log, on_seed=on_seed, train=train)
+            try:
+                summ = run(spec, data_root=data_root, out_dir=out_dir, store=store,
+                           stale=stale, log=log, on_seed=on_seed, train=train)
+            except ValueError as e:     # e.g. no label descriptions: no fingerprint to match
+                if train:
+                    raise
+                unusable[v.key] = " ".join(str(e).split())[:300]
+                log(f"left out (inputs): {v.key}: {unusable[v.key]}")
+                continue
             summaries[v.key] = by_run[name] = summ
     finally:
         if bar is not None:
             bar.close()
     wall = time.perf_counter() - t0
+    variants = [v for v in variants if v.key not in unusable]
+    not_run = {**not_run, **unusable}
     missing = [k for k, s in summaries.items() if not s["per_seed"]]
     refs = [v.key for v in variants if v.key == FULL.key or v.key in TABLE_REFERENCE.values()]
     if refs and all(k in missing for k in refs):

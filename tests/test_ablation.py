@@ -228,3 +228,20 @@ def test_only_finished_trains_nothing_and_pairs_common_seeds(data_root, tmp_path
     with pytest.raises(ConfigError, match="no finished seed of full"):
         ablation.run_grid("MIntRec2.0", rows, [0], train=False,
                           **{**kw, "out_dir": tmp_path / "empty"})
+
+
+def test_only_finished_leaves_out_a_row_whose_inputs_are_missing(data_root, tmp_path,
+                                                                 monkeypatch):
+    """A report (train=False) names a row it cannot validate (A-MESS without label
+    descriptions) instead of failing the whole table; training still refuses it first."""
+    from mir_core.label_descriptions import LabelDescriptionsError
+    monkeypatch.delenv("MIR_LABEL_DESCRIPTIONS", raising=False)
+    rows = ablation.select(variants=["amess"])                 # full + amess
+    kw = dict(preset="cpu-ft", data_root=data_root, out_dir=tmp_path, progress=False, **TINY)
+    logged = []
+    with pytest.raises(ConfigError, match="no finished seed of full"):
+        ablation.run_grid("MIntRec2.0", rows, [0], train=False, log=logged.append, **kw)
+    assert any(m.startswith("left out (inputs): amess: no label descriptions file")
+               for m in logged)
+    with pytest.raises(LabelDescriptionsError, match="no label descriptions file"):
+        ablation.run_grid("MIntRec2.0", rows, [0], train=True, log=logged.append, **kw)
