@@ -166,6 +166,14 @@ def grid_dir(dataset: str, preset: str, out_dir=None) -> Path:
     return paths.output_dir(out_dir) / "ablations" / dataset / preset
 
 
+def _one_line(e: Exception, limit: int = 600) -> str:
+    """An error as one table line: whitespace folded, cut at a word with '…' if long."""
+    text = " ".join(str(e).split())
+    if len(text) <= limit:
+        return text
+    return text[:limit].rsplit(" ", 1)[0].rstrip(",;:") + " …"
+
+
 def run_grid(dataset: str, variants: list[Variant], seeds, preset: str = "cpu",
              overrides: dict | None = None, data_root=None, out_dir=None, store=None,
              stale: str = "retrain", max_train=None, max_eval=None, progress: bool = True,
@@ -194,7 +202,7 @@ def run_grid(dataset: str, variants: list[Variant], seeds, preset: str = "cpu",
             if train:
                 raise
             # no seed of it can match a fingerprint now: a table row left out, with why
-            unusable[key] = " ".join(str(e).split())[:300]
+            unusable[key] = _one_line(e)
     if unusable:
         log("left out (inputs): " + "; ".join(f"{k}: {w}" for k, w in unusable.items()))
         variants = [v for v in variants if v.key not in unusable]
@@ -249,7 +257,7 @@ def run_grid(dataset: str, variants: list[Variant], seeds, preset: str = "cpu",
             except ValueError as e:     # e.g. no label descriptions: no fingerprint to match
                 if train:
                     raise
-                unusable[v.key] = " ".join(str(e).split())[:300]
+                unusable[v.key] = _one_line(e)
                 log(f"left out (inputs): {v.key}: {unusable[v.key]}")
                 continue
             summaries[v.key] = by_run[name] = summ

@@ -241,7 +241,14 @@ def test_only_finished_leaves_out_a_row_whose_inputs_are_missing(data_root, tmp_
     logged = []
     with pytest.raises(ConfigError, match="no finished seed of full"):
         ablation.run_grid("MIntRec2.0", rows, [0], train=False, log=logged.append, **kw)
-    assert any(m.startswith("left out (inputs): amess: no label descriptions file")
-               for m in logged)
+    line = next(m for m in logged if m.startswith("left out (inputs): amess: "))
+    assert "no label descriptions file" in line and "MIR_LABEL_DESCRIPTIONS" in line
+    assert "\n" not in line and line.endswith(")")      # the whole message, one line
     with pytest.raises(LabelDescriptionsError, match="no label descriptions file"):
         ablation.run_grid("MIntRec2.0", rows, [0], train=True, log=logged.append, **kw)
+
+
+def test_one_line_cuts_a_long_message_at_a_word():
+    assert ablation._one_line(ValueError("bad\n  row 3")) == "bad row 3"
+    cut = ablation._one_line(ValueError("word " * 200), limit=50)
+    assert cut.endswith(" …") and len(cut) <= 52 and "wor …" not in cut
