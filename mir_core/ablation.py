@@ -12,7 +12,8 @@ Every finished seed is appended to ``<out>/ablations/<dataset>/<preset>/results.
 
 Statistics (:func:`compare`): per variant, mean ± std over seeds of the six metrics; the
 paired per-seed difference to the table's reference row (:data:`TABLE_REFERENCE`: the full
-LGSRR model, A-MESS in A-MESS's ablation; same seeds), with the number of seeds whose
+LGSRR model, A-MESS in A-MESS's ablation — LGSRR where A-MESS has no finished seed, e.g.
+without label descriptions, said in the heading (:func:`versus`); same seeds), with the number of seeds whose
 difference has the sign of the mean, a paired t-test (``scipy.stats.ttest_rel``) and the
 reading "inside the seed spread" when ``|mean diff| <= pooled std`` of the two rows' seed
 values. The paper's number and its difference to the paper's full model sit beside each row.
@@ -342,6 +343,16 @@ def reference_of(table: str) -> str:
     return TABLE_REFERENCE.get(table, FULL.key)
 
 
+def versus(table: str, summaries: dict) -> str:
+    """The row ``table``'s rows are paired with in a grid: its reference, or the full LGSRR
+    model where the reference has no finished seed (A-MESS on a dataset without label
+    descriptions) and LGSRR has; the table's heading and every row's ``versus`` say which."""
+    ref = reference_of(table)
+    if ref not in summaries and FULL.key in summaries:
+        return FULL.key
+    return ref
+
+
 def compare(grid: dict, metric: str = "F1") -> pd.DataFrame:
     """One row per (table, variant): mean ± std of the six metrics, the paired difference of
     ``metric`` to the table's reference row (the full LGSRR model; A-MESS in its own
@@ -352,9 +363,9 @@ def compare(grid: dict, metric: str = "F1") -> pd.DataFrame:
              if any(t in BY_KEY[k].tables for k in keys if k != reference_of(t))]
     rows = []
     for table in shown:
-        ref_key = reference_of(table)
+        ref_key = versus(table, grid["summaries"])
         ref = grid["summaries"].get(ref_key)
-        members = [k for k in keys if table in BY_KEY[k].tables]
+        members = [k for k in keys if table in BY_KEY[k].tables and k != reference_of(table)]
         members = ([ref_key] if ref is not None else []) + [k for k in members if k != ref_key]
         for key in members:
             v = BY_KEY[key]
@@ -394,9 +405,9 @@ def seed_deltas(grid: dict, metric: str = "F1") -> pd.DataFrame:
     for key in grid["variants"]:
         v = BY_KEY[key]
         table = next((t for t in v.tables if reference_of(t) != key), None)
-        if table is None or reference_of(table) not in grid["summaries"]:
+        if table is None or versus(table, grid["summaries"]) not in grid["summaries"]:
             continue
-        ref = _per_seed(grid["summaries"][reference_of(table)], metric)
+        ref = _per_seed(grid["summaries"][versus(table, grid["summaries"])], metric)
         for seed, val in sorted(_per_seed(grid["summaries"][key], metric).items()):
             if seed in ref:
                 rows.append({"variant": key, "row": v.label, "table": table,
@@ -409,7 +420,10 @@ def markdown(df: pd.DataFrame, grid: dict, metric: str = "F1") -> str:
     out = [f"### {grid['dataset']}, preset `{grid['preset']}`, seeds {grid['seeds']}\n"]
     for table, part in df.groupby("table", sort=False):
         title = TITLES.get(table, f"Table {table}")
-        ref = BY_KEY[reference_of(table)].label
+        ref_key = part["versus"].iloc[0]
+        ref = BY_KEY[ref_key].label
+        if ref_key != reference_of(table):          # the table's own reference did not run
+            ref += f" (no finished seed of {BY_KEY[reference_of(table)].label})"
         sources = "; ".join(src for src, _ in PAPER_SOURCES.get(table, ()))
         out.append(f"\n**{title}** (mean ± std over seeds; Δ = paired per-seed difference of "
                    f"{metric} to {ref}" + (f"; paper: {sources}" if sources else "")

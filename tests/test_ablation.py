@@ -85,6 +85,37 @@ def test_table_1_pairs_methods_with_lgsrr_and_the_amess_ablation_with_amess():
     assert ab.loc["amess_no_ame", "sign_as_paper"]
 
 
+def test_a_table_whose_reference_did_not_run_pairs_with_lgsrr_and_says_so():
+    """IEMOCAP-DA has no label descriptions, so A-MESS cannot run: its ablation rows (which
+    need none) are paired with LGSRR instead, named in the rows and the heading."""
+    keys = ["full", "text", "amess_no_ss", "amess_no_both"]
+    vals = {"full": 68.0, "text": 70.0, "amess_no_ss": 67.0, "amess_no_both": 66.0}
+    grid = {"dataset": "IEMOCAP-DA", "preset": "cpu-ft", "seeds": [0, 1, 2],
+            "variants": keys, "wall_seconds": 1.0, "trained": 0, "left_out": [],
+            "not_run": {"amess": "no label descriptions file"},
+            "summaries": {k: _summary(k, {0: v, 1: v + 1.0, 2: v - 0.5}) for k, v in
+                          vals.items()}}
+    assert ablation.versus("amess", grid["summaries"]) == "full"
+    assert ablation.versus("1", grid["summaries"]) == "full"
+    df = ablation.compare(grid)
+    ab = df[df["table"] == "amess"].set_index("variant")
+    assert list(ab.index) == ["full", "amess_no_ss", "amess_no_both"]
+    assert (ab["versus"] == "full").all()
+    assert ab.loc["amess_no_ss", "dF1"] == -1.0 and ab.loc["amess_no_both", "dF1"] == -2.0
+    assert "paper_dF1" not in ab or ab["paper_dF1"].isna().all()   # the paper's is vs A-MESS
+    md = ablation.markdown(df, grid)
+    assert ("to LGSRR (full, official fusion) (no finished seed of A-MESS [descriptions as "
+            "nonverbal streams])") in md
+    deltas = ablation.seed_deltas(grid)
+    assert set(deltas[deltas["variant"] == "amess_no_both"]["delta"]) == {-2.0}
+    # with A-MESS finished the table is paired with it again
+    grid["summaries"]["amess"] = _summary("amess", {0: 69.0, 1: 70.0, 2: 68.5})
+    grid["variants"] = keys + ["amess"]
+    ab = ablation.compare(grid).query("table == 'amess'").set_index("variant")
+    assert list(ab.index) == ["amess", "amess_no_ss", "amess_no_both"]
+    assert ab.loc["amess_no_ss", "dF1"] == -2.0
+
+
 def test_methods_outside_the_presets_regime_are_left_out_by_name():
     spec = ablation.BY_KEY["mag_bert"].spec("MIntRec2.0", "cpu", (0,))
     why = ablation.regime_refusal(spec)
