@@ -28,7 +28,7 @@ import json
 import os
 import sys
 
-from .data import DataError
+from .data import DataError, one_line
 from .models import methods
 from .models.lgsrr import FUSIONS
 from .modelpack import MissingWeightsError
@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     except EXPECTED as e:
         if a.debug:
             raise
-        print(f"error: {type(e).__name__}: {_one_line(e)}", file=sys.stderr)
+        print(f"error: {type(e).__name__}: {one_line(e)}", file=sys.stderr)
         return 2
     finally:
         _end_processes()
@@ -224,11 +224,6 @@ def _end_processes() -> None:
     import torch.distributed as dist
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
-
-
-def _one_line(e: BaseException) -> str:
-    msg = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
-    return " ".join(msg.split())
 
 
 def _dispatch(a) -> int:
@@ -304,7 +299,7 @@ def _annotate(a) -> int:
     except EXPECTED_ERRORS as e:
         if a.debug:
             raise
-        print(f"error: {type(e).__name__}: {_one_line(e)}", file=sys.stderr)
+        print(f"error: {type(e).__name__}: {one_line(e)}", file=sys.stderr)
         return 2
     print(json.dumps(summary(result), indent=2))
     if result.exit_status:

@@ -13,9 +13,9 @@ Every finished seed is appended to ``<out>/ablations/<dataset>/<preset>/results.
 Statistics (:func:`compare`): per variant, mean ± std over seeds of the six metrics; the
 paired per-seed difference to the table's reference row (:data:`TABLE_REFERENCE`: the full
 LGSRR model, A-MESS in A-MESS's ablation — LGSRR where A-MESS has no finished seed, e.g.
-without label descriptions, said in the heading (:func:`versus`); same seeds), with the number of seeds whose
-difference has the sign of the mean, a paired t-test (``scipy.stats.ttest_rel``) and the
-reading "inside the seed spread" when ``|mean diff| <= pooled std`` of the two rows' seed
+without label descriptions, said in the heading (:func:`versus`); same seeds), with the
+number of seeds whose difference has the sign of the mean, a paired t-test
+(``scipy.stats.ttest_rel``) and the reading "inside the seed spread" when ``|mean diff| <= pooled std`` of the two rows' seed
 values. The paper's number and its difference to the paper's full model sit beside each row.
 
 The variants here run on the released text + VideoLLaMA2 descriptions only: no video/audio
@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from . import paths, reference
+from .data import one_line
 from .metrics import METRICS
 from .training.config import ConfigError
 from .training.runs import RunSpec, run
@@ -167,14 +168,6 @@ def grid_dir(dataset: str, preset: str, out_dir=None) -> Path:
     return paths.output_dir(out_dir) / "ablations" / dataset / preset
 
 
-def _one_line(e: Exception, limit: int = 600) -> str:
-    """An error as one table line: whitespace folded, cut at a word with '…' if long."""
-    text = " ".join(str(e).split())
-    if len(text) <= limit:
-        return text
-    return text[:limit].rsplit(" ", 1)[0].rstrip(",;:") + " …"
-
-
 def run_grid(dataset: str, variants: list[Variant], seeds, preset: str = "cpu",
              overrides: dict | None = None, data_root=None, out_dir=None, store=None,
              stale: str = "retrain", max_train=None, max_eval=None, progress: bool = True,
@@ -203,7 +196,7 @@ def run_grid(dataset: str, variants: list[Variant], seeds, preset: str = "cpu",
             if train:
                 raise
             # no seed of it can match a fingerprint now: a table row left out, with why
-            unusable[key] = _one_line(e)
+            unusable[key] = one_line(e, limit=600)
     if unusable:
         log("left out (inputs): " + "; ".join(f"{k}: {w}" for k, w in unusable.items()))
         variants = [v for v in variants if v.key not in unusable]
@@ -258,7 +251,7 @@ def run_grid(dataset: str, variants: list[Variant], seeds, preset: str = "cpu",
             except ValueError as e:     # e.g. no label descriptions: no fingerprint to match
                 if train:
                     raise
-                unusable[v.key] = _one_line(e)
+                unusable[v.key] = one_line(e, limit=600)
                 log(f"left out (inputs): {v.key}: {unusable[v.key]}")
                 continue
             summaries[v.key] = by_run[name] = summ
@@ -365,8 +358,9 @@ def compare(grid: dict, metric: str = "F1") -> pd.DataFrame:
     for table in shown:
         ref_key = versus(table, grid["summaries"])
         ref = grid["summaries"].get(ref_key)
-        members = [k for k in keys if table in BY_KEY[k].tables and k != reference_of(table)]
-        members = ([ref_key] if ref is not None else []) + [k for k in members if k != ref_key]
+        others = [k for k in keys if table in BY_KEY[k].tables
+                  and k not in (ref_key, reference_of(table))]
+        members = ([ref_key] if ref is not None else []) + others
         for key in members:
             v = BY_KEY[key]
             s = grid["summaries"][key]
@@ -405,9 +399,10 @@ def seed_deltas(grid: dict, metric: str = "F1") -> pd.DataFrame:
     for key in grid["variants"]:
         v = BY_KEY[key]
         table = next((t for t in v.tables if reference_of(t) != key), None)
-        if table is None or versus(table, grid["summaries"]) not in grid["summaries"]:
+        ref_key = versus(table, grid["summaries"]) if table else None
+        if ref_key not in grid["summaries"]:
             continue
-        ref = _per_seed(grid["summaries"][versus(table, grid["summaries"])], metric)
+        ref = _per_seed(grid["summaries"][ref_key], metric)
         for seed, val in sorted(_per_seed(grid["summaries"][key], metric).items()):
             if seed in ref:
                 rows.append({"variant": key, "row": v.label, "table": table,

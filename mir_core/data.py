@@ -130,6 +130,16 @@ class DataError(ValueError):
     """Malformed dataset input; the message names the file, line and field."""
 
 
+def one_line(e: BaseException, limit: int | None = None) -> str:
+    """An error's message as one line (a KeyError's own text, whitespace folded), cut at a
+    word with ' …' past ``limit`` characters."""
+    msg = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+    text = " ".join(msg.split())
+    if limit is None or len(text) <= limit:
+        return text
+    return text[:limit].rsplit(" ", 1)[0].rstrip(",;:") + " …"
+
+
 class MissingDataFile(DataError, FileNotFoundError):
     """A dataset file is not where the loader looks; the message gives the layout."""
 

@@ -280,6 +280,7 @@ def test_only_finished_leaves_out_a_row_whose_inputs_are_missing(data_root, tmp_
 
 
 def test_one_line_cuts_a_long_message_at_a_word():
-    assert ablation._one_line(ValueError("bad\n  row 3")) == "bad row 3"
-    cut = ablation._one_line(ValueError("word " * 200), limit=50)
+    from mir_core.data import one_line
+    assert one_line(ValueError("bad\n  row 3")) == "bad row 3"
+    cut = one_line(ValueError("word " * 200), limit=50)
     assert cut.endswith(" …") and len(cut) <= 52 and "wor …" not in cut
