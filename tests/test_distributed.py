@@ -172,7 +172,8 @@ def test_a_killed_rank_ends_the_run_with_an_error(data_root, tmp_path):
         deadline = time.time() + 180
         lock = None
         while time.time() < deadline and lock is None:     # training has started
-            found = list((out / "runs").rglob(".lock")) if (out / "runs").exists() else []
+            found = (list((out / "runs").rglob("seed_*/.lock")) if (out / "runs").exists()
+                     else [])                                # a seed's lock, with its holder
             lock = found[0] if found and found[0].read_text() else None
             time.sleep(0.5)
         assert lock is not None, "the run never started"

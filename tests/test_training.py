@@ -13,7 +13,7 @@ import torch
 from mir_core.__main__ import main
 from mir_core.metrics import METRICS
 from mir_core.training import ConfigError, RunError, RunSpec, preset, run
-from mir_core.training.runs import RunLock
+from mir_core.training.runs import RunLock, SeedLock
 
 SMALL = dict(max_train=240, max_eval=120, overrides={"epochs": 3})
 QUIET = dict(log=lambda *_: None)
@@ -145,6 +145,65 @@ def test_run_folder_lock(tmp_path):
         p.wait()
     with RunLock(folder):        # released when its holder died
         pass
+
+
+@pytest.mark.fault(area="training runs", case="two processes given the seeds of one run",
+                   before="the second stopped with RunError (the folder was locked as a whole): "
+                          "the seeds of one run could not be trained side by side",
+                   after="each seed is locked on its own: a process trains the seeds nobody "
+                         "else holds, waits for the others' and reports them (or trains a "
+                         "seed whose holder died); no seed is trained twice at once")
+def test_a_seed_held_by_another_process_is_left_to_it_then_reused_or_taken(data_root,
+                                                                            tmp_path):
+    spec = RunSpec(dataset="MIntRec2.0", method="text", seeds=(0, 1), name="shared", **SMALL)
+    folder = tmp_path / "runs" / "MIntRec2.0" / "shared"
+    code = ("import sys, time; from pathlib import Path; from mir_core.training.runs import "
+            "SeedLock\nlock = SeedLock(Path(sys.argv[1]))\nassert lock.acquire(wait=False) "
+            "is None\nprint('locked', flush=True); time.sleep(60)")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(folder / "seed_0")],
+                              stdout=subprocess.PIPE, text=True)
+    lines = []
+
+    def log(msg):
+        lines.append(msg)
+        if "waiting for it" in msg:
+            holder.kill()            # the holder dies without finishing seed 0
+            holder.wait()
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        s = run(spec, data_root=data_root, out_dir=tmp_path, log=log)
+    finally:
+        holder.kill()
+        holder.wait()
+    text = "\n".join(lines)
+    waiting = f"seed 0: being trained by process {holder.pid}"
+    assert waiting in text
+    # seed 1 was trained while seed 0 was held; seed 0 after its holder was gone
+    assert text.index("seed 1: test F1") < text.index(waiting) < text.index("seed 0: test F1")
+    assert s["seeds"] == [0, 1]
+    assert all((folder / f"seed_{k}" / "metrics.json").exists() for k in (0, 1))
+    assert SeedLock(folder / "seed_0").acquire(wait=False) is None   # nothing left held
+
+
+def test_two_jobs_on_one_run_train_each_seed_once(data_root, tmp_path):
+    """The same command started twice shares the seeds: both report seeds 0-2 with the
+    same numbers, and each seed was trained by exactly one of them."""
+    cmd = [sys.executable, "-m", "mir_core", "train", "--dataset", "MIntRec2.0", "--method",
+           "text", "--seeds", "0", "1", "2", "--max-train", "240", "--max-eval", "120",
+           "--set", "epochs=3", "--name", "twice", "--data-root", str(data_root),
+           "--out", str(tmp_path)]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    printed = [json.loads(o[o.index("{\n"):]) for o in outs]
+    assert printed[0] == printed[1]                       # same folder, same mean ± std
+    assert printed[0]["test"]["F1"]["n"] == 3              # all three seeds in each report
+    summary = json.loads((Path(printed[0]["folder"]) / "summary.json").read_text())
+    assert summary["seeds"] == [0, 1, 2]                  # whichever process wrote it last
+    trained = [f"seed {k}: test F1" in o for k in (0, 1, 2) for o in outs]
+    assert sum(trained) == 3, outs            # every seed by one process, none by both
+    assert not list((tmp_path / "runs").rglob("*.tmp"))
 
 
 def test_same_seed_same_result(data_root, tmp_path):

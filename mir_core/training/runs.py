@@ -137,10 +137,17 @@ def _name_value(v) -> str:
 
 
 class RunLock:
-    """Exclusive advisory lock on a run folder while one process writes it."""
+    """Advisory lock on a run folder (``fcntl.flock`` on ``<folder>/.lock``).
 
-    def __init__(self, folder: Path):
+    Exclusive (default): one writer per folder (the XMEI runs). ``shared=True``: the
+    classification runs, where several processes may train the seeds of one run at once
+    (each seed has its own :class:`SeedLock`); the shared lock only tells a process whose
+    start failed whether anyone else is using the folder (:meth:`alone`) before it removes
+    the folder it created."""
+
+    def __init__(self, folder: Path, shared: bool = False):
         self.path = folder / ".lock"
+        self.shared = shared
         self.fh = None
 
     def __enter__(self):
@@ -148,25 +155,82 @@ class RunLock:
             return self
         self.fh = open(self.path, "a+")
         try:
-            fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(self.fh, (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX)
+                        | fcntl.LOCK_NB)
         except BlockingIOError:
             self.fh.seek(0)
             holder = self.fh.read().strip() or "another process"
             self.fh.close()
+            self.fh = None
             raise RunError(f"run folder {self.path.parent} is being written by {holder}; wait "
                            "for it to finish or give this run another name") from None
-        self.fh.seek(0)
-        self.fh.truncate()
-        self.fh.write(f"process {os.getpid()} since {time.strftime('%H:%M:%S')}")
-        self.fh.flush()
+        if not self.shared:          # a shared holder leaves the note of the others alone
+            _holder_note(self.fh)
         return self
 
+    def alone(self) -> bool:
+        """True when no other process holds this folder's lock (upgrades to exclusive)."""
+        if self.fh is None:
+            return fcntl is None
+        try:
+            fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
     def __exit__(self, *exc):
+        if self.fh is not None:
+            if not self.shared:
+                self.fh.seek(0)
+                self.fh.truncate()
+            fcntl.flock(self.fh, fcntl.LOCK_UN)
+            self.fh.close()
+            self.fh = None
+
+
+class SeedLock:
+    """Exclusive advisory lock on one seed's folder (``seed_N/.lock``) while a process
+    trains and writes that seed, so that several processes can share the seeds of one run
+    (``python -m mir_core train ... --seeds 0 1 2 3 4`` started twice: each takes the seeds
+    nobody else is training and waits for the others' at the end), and no seed is ever
+    trained by two at once. Released when its holder exits or dies."""
+
+    def __init__(self, seed_dir: Path):
+        self.path = seed_dir / ".lock"
+        self.fh = None
+
+    def acquire(self, wait: bool) -> str | None:
+        """Take the lock; None when held, else (``wait`` False and someone else holds it)
+        the holder's note. ``wait`` True blocks until the holder is done."""
+        if fcntl is None:
+            return None
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(self.path, "a+")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            fh.close()
+            return holder
+        _holder_note(fh)
+        self.fh = fh
+        return None
+
+    def release(self) -> None:
         if self.fh is not None:
             self.fh.seek(0)
             self.fh.truncate()
             fcntl.flock(self.fh, fcntl.LOCK_UN)
             self.fh.close()
+            self.fh = None
+
+
+def _holder_note(fh) -> None:
+    fh.seek(0)
+    fh.truncate()
+    fh.write(f"process {os.getpid()} since {time.strftime('%H:%M:%S')}")
+    fh.flush()
 
 
 def data_checksums(dataset: str, root: Path) -> dict[str, str]:
@@ -221,7 +285,7 @@ def scores_frame(out: dict, score_names: dict) -> pd.DataFrame:
 
 
 def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")     # per process: no interleaving
     tmp.write_text(json.dumps(obj, indent=2, default=str))
     tmp.replace(path)
 
@@ -303,18 +367,19 @@ def run(spec: RunSpec, data_root: str | Path | None = None, out_dir: str | Path 
 
     created = not folder.exists()
     rows = []
-    try:
-        if not train:               # a read-only report: no folder, no lock, nothing written
-            if not created:
-                rows = _train_seeds(spec, method, options, cfg, ds, data, splits, folder,
-                                    base_fp, resume, log, progress, None, stale, on_seed, train)
-        else:
-            with contextlib.ExitStack() as held:
+    if not train:                   # a read-only report: no folder, no lock, nothing written
+        if not created:
+            rows = _train_seeds(spec, method, options, cfg, ds, data, splits, folder,
+                                base_fp, resume, log, progress, None, stale, on_seed, train)
+    else:
+        with contextlib.ExitStack() as held:
+            folder_lock = None
+            try:
                 error = None
                 if is_main:
                     try:
                         folder.mkdir(parents=True, exist_ok=True)
-                        held.enter_context(RunLock(folder))
+                        folder_lock = held.enter_context(RunLock(folder, shared=True))
                     except RunError as e:
                         error = str(e)
                 error = broadcast(accelerator, error)      # every process stops, or none
@@ -323,10 +388,12 @@ def run(spec: RunSpec, data_root: str | Path | None = None, out_dir: str | Path 
                 rows = _train_seeds(spec, method, options, cfg, ds, data, splits, folder,
                                     base_fp, resume, log, progress, accelerator, stale,
                                     on_seed, train, choice)
-    except BaseException:
-        if is_main and created and not any(folder.glob("seed_*/metrics.json")):
-            shutil.rmtree(folder, ignore_errors=True)     # a failed start leaves nothing
-        raise
+            except BaseException:
+                # a failed start leaves nothing, unless another process shares the folder
+                if is_main and created and folder_lock is not None \
+                        and not any(folder.glob("seed_*/metrics.json")) and folder_lock.alone():
+                    shutil.rmtree(folder, ignore_errors=True)
+                raise
     summary = {
         "dataset": ds.name, "method": method.name, "options": asdict(options),
         "preset": spec.preset, "encoder": cfg.encoder, "regime": cfg.regime,
@@ -368,43 +435,72 @@ def _train_seeds(spec, method, options, cfg, ds, data, splits, folder, base_fp, 
     if progress and len(spec.seeds) > 1:     # one bar across the seeds, one per seed's epochs
         from tqdm.auto import tqdm
         bar = tqdm(total=len(spec.seeds), desc=f"{method.name}: seeds", unit="seed")
+    done: dict[int, dict] = {}
     try:
-        for seed in spec.seeds:
-            row = _one_seed(int(seed), spec, method, options, cfg, ds, data, splits, folder,
-                            base_fp, resume, log, progress, accelerator, stale, on_seed, train,
-                            write_config)
-            if row is None:                  # train=False and the seed is not done
-                continue
-            rows.append(row)
-            if bar is not None:
-                bar.set_postfix_str(f"seed {rows[-1]['seed']}: test F1 {rows[-1]['F1']:.2f}")
-                bar.update(1)
+        # first the seeds no other process is training, then (waiting for their holders)
+        # the others: reused when their holder finished them, trained here when it died
+        busy: list[tuple[int, str]] = []
+        for wait, seeds in ((False, [int(s) for s in spec.seeds]), (True, None)):
+            for seed in (seeds if seeds is not None else [b[0] for b in busy]):
+                if wait:
+                    holder = dict(busy)[seed]
+                    log(f"seed {seed}: being trained by {holder}; waiting for it")
+                row = _one_seed(seed, spec, method, options, cfg, ds, data, splits, folder,
+                                base_fp, resume, log, progress, accelerator, stale, on_seed,
+                                train, write_config, wait=wait)
+                if isinstance(row, str):     # another process holds this seed
+                    busy.append((seed, row))
+                    continue
+                if row is None:              # train=False and the seed is not done
+                    continue
+                done[seed] = row
+                if bar is not None:
+                    bar.set_postfix_str(f"seed {seed}: test F1 {row['F1']:.2f}")
+                    bar.update(1)
     finally:
         if bar is not None:
             bar.close()
-    return rows
+    return [done[int(s)] for s in spec.seeds if int(s) in done]
 
 
 def _one_seed(seed, spec, method, options, cfg, ds, data, splits, folder, base_fp, resume, log,
               progress, accelerator, stale, on_seed, train=True,
-              write_config=lambda: None) -> dict | None:
+              write_config=lambda: None, wait: bool = True) -> dict | str | None:
     """Reuse one seed when its fingerprint matches, else train and write it; its metrics
-    (None when ``train`` is False and the seed is not done). With several processes the
-    main one decides (it alone reads the folder), every process trains, the main one
-    writes and the others wait for it."""
+    (None when ``train`` is False and the seed is not done; the holder's note when another
+    job's process holds the seed's lock and ``wait`` is False). With several processes of
+    one job (accelerate / torchrun) the main one locks and decides (it alone reads the
+    folder), every process trains, the main one writes and the others wait for it."""
+    lock = SeedLock(folder / f"seed_{seed}")
+    try:
+        return _locked_seed(seed, spec, method, options, cfg, ds, data, splits, folder,
+                            base_fp, resume, log, progress, accelerator, stale, on_seed,
+                            train, write_config, wait, lock)
+    finally:
+        lock.release()
+
+
+def _locked_seed(seed, spec, method, options, cfg, ds, data, splits, folder, base_fp, resume,
+                 log, progress, accelerator, stale, on_seed, train, write_config, wait, lock):
     sdir = folder / f"seed_{seed}"
     mfile, ffile = sdir / "metrics.json", sdir / "fingerprint.json"
     fp = {**base_fp, "seed": seed}
     is_main = accelerator is None or accelerator.is_main_process
     decision = None
     if is_main:
-        try:
-            decision = _seed_decision(seed, sdir, fp, resume, stale, train, log)
-        except RunError as e:
-            decision = ("error", str(e))
+        holder = lock.acquire(wait) if train else None
+        if holder is not None:
+            decision = ("busy", holder)
+        else:
+            try:
+                decision = _seed_decision(seed, sdir, fp, resume, stale, train, log)
+            except RunError as e:
+                decision = ("error", str(e))
     kind, value = broadcast(accelerator, decision)
     if kind == "error":
         raise RunError(value)
+    if kind == "busy":
+        return value
     if kind == "reuse":
         if on_seed is not None and is_main:
             on_seed(value, True)
