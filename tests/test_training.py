@@ -124,7 +124,8 @@ def test_resume_refuses_on_fingerprint_mismatch(data_root, tmp_path):
     assert fresh["n_test"] == 100
 
 
-@pytest.mark.fault(area="training runs", case="two processes on the same run folder",
+@pytest.mark.fault(area="training runs", case="two processes on the same exclusively locked "
+                   "run folder (XMEI-Qwen runs; the classification runs lock per seed)",
                    before="seeds mixed and a finished one overwritten",
                    after="the second stops at once with RunError naming the holder")
 def test_run_folder_lock(tmp_path):
