@@ -488,6 +488,9 @@ def _locked_seed(seed, spec, method, options, cfg, ds, data, splits, folder, bas
     is_main = accelerator is None or accelerator.is_main_process
     decision = None
     if is_main:
+        # under accelerate the other ranks wait in the broadcast below while the main one
+        # waits for another job's holder: a wait longer than the process group's timeout
+        # (30 min for gloo) ends the job; give concurrent multi-process jobs disjoint seeds
         holder = lock.acquire(wait) if train else None
         if holder is not None:
             decision = ("busy", holder)
