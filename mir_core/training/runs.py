@@ -180,11 +180,7 @@ class RunLock:
 
     def __exit__(self, *exc):
         if self.fh is not None:
-            if not self.shared:
-                self.fh.seek(0)
-                self.fh.truncate()
-            fcntl.flock(self.fh, fcntl.LOCK_UN)
-            self.fh.close()
+            _unlock(self.fh, clear_note=not self.shared)
             self.fh = None
 
 
@@ -219,11 +215,16 @@ class SeedLock:
 
     def release(self) -> None:
         if self.fh is not None:
-            self.fh.seek(0)
-            self.fh.truncate()
-            fcntl.flock(self.fh, fcntl.LOCK_UN)
-            self.fh.close()
+            _unlock(self.fh, clear_note=True)
             self.fh = None
+
+
+def _unlock(fh, clear_note: bool) -> None:
+    if clear_note:
+        fh.seek(0)
+        fh.truncate()
+    fcntl.flock(fh, fcntl.LOCK_UN)
+    fh.close()
 
 
 def _holder_note(fh) -> None:
@@ -430,33 +431,34 @@ def _train_seeds(spec, method, options, cfg, ds, data, splits, folder, base_fp, 
                 "precision": asdict(choice) if choice is not None else None})
             written.append(True)
 
-    rows = []
     bar = None
     if progress and len(spec.seeds) > 1:     # one bar across the seeds, one per seed's epochs
         from tqdm.auto import tqdm
         bar = tqdm(total=len(spec.seeds), desc=f"{method.name}: seeds", unit="seed")
     done: dict[int, dict] = {}
+
+    def one(seed: int, wait: bool):
+        row = _one_seed(seed, spec, method, options, cfg, ds, data, splits, folder, base_fp,
+                        resume, log, progress, accelerator, stale, on_seed, train,
+                        write_config, wait=wait)
+        if isinstance(row, dict):            # None: train=False and the seed is not done
+            done[seed] = row
+            if bar is not None:
+                bar.set_postfix_str(f"seed {seed}: test F1 {row['F1']:.2f}")
+                bar.update(1)
+        return row
+
     try:
         # first the seeds no other process is training, then (waiting for their holders)
         # the others: reused when their holder finished them, trained here when it died
-        busy: list[tuple[int, str]] = []
-        for wait, seeds in ((False, [int(s) for s in spec.seeds]), (True, None)):
-            for seed in (seeds if seeds is not None else [b[0] for b in busy]):
-                if wait:
-                    holder = dict(busy)[seed]
-                    log(f"seed {seed}: being trained by {holder}; waiting for it")
-                row = _one_seed(seed, spec, method, options, cfg, ds, data, splits, folder,
-                                base_fp, resume, log, progress, accelerator, stale, on_seed,
-                                train, write_config, wait=wait)
-                if isinstance(row, str):     # another process holds this seed
-                    busy.append((seed, row))
-                    continue
-                if row is None:              # train=False and the seed is not done
-                    continue
-                done[seed] = row
-                if bar is not None:
-                    bar.set_postfix_str(f"seed {seed}: test F1 {row['F1']:.2f}")
-                    bar.update(1)
+        busy = {}
+        for seed in (int(s) for s in spec.seeds):
+            row = one(seed, wait=False)
+            if isinstance(row, str):             # another process holds this seed
+                busy[seed] = row
+        for seed, holder in busy.items():
+            log(f"seed {seed}: being trained by {holder}; waiting for it")
+            one(seed, wait=True)
     finally:
         if bar is not None:
             bar.close()
