@@ -4,6 +4,7 @@ one-line errors."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import pandas as pd
 import pytest
@@ -158,6 +159,21 @@ def test_explanation_metrics_from_libraries():
         assert same[k] > other[k], k
     assert same["ROUGE-L"] == pytest.approx(1.0) and same["BLEU-4"] == pytest.approx(1.0)
     assert (same["METEOR"] is None) == ("METEOR" in same["unavailable"])
+    if shutil.which("java"):                     # METEOR 1.5, the COCO caption evaluation's
+        assert same["METEOR_impl"].startswith("METEOR 1.5")
+        assert same["METEOR"] > 0.9 > other["METEOR"] >= 0.0
+
+
+def test_meteor_without_java_falls_back_or_says_why(monkeypatch):
+    from mir_core.xmei import explain
+    monkeypatch.setattr(explain.shutil, "which", lambda name: None)
+    refs = ["he shouts because he is angry"]
+    got = explain.explanation_metrics(["he is shouting angrily"], refs)
+    if got["METEOR"] is None:                    # no nltk WordNet either: both reasons, no number
+        why = got["unavailable"]["METEOR"]
+        assert "needs Java" in why and "WordNet" in why, why
+    else:
+        assert got["METEOR_impl"].startswith("nltk")
 
 
 def test_tiny_run_writes_the_folder_and_resumes(tmp_path):
@@ -184,6 +200,10 @@ def test_tiny_run_writes_the_folder_and_resumes(tmp_path):
         assert len(pred) == 4
     summ = json.loads((f / "summary.json").read_text())
     assert summ["intent"]["ACC"]["n"] == 2 and (f / "summary.md").exists()
+    md = (f / "summary.md").read_text()
+    assert "Explanations: BLEU-4" in md
+    if shutil.which("java"):
+        assert "METEOR: METEOR 1.5" in md and "METEOR" in summ["explanation"]
     again = run_xmei(tr, te, cfg, seeds=(0, 1), name="tiny", out_root=tmp_path / "runs",
                      lm_loader=loader, progress=False, log=logs.append)
     assert len(calls) == 2 and all(r.reused for r in again.seeds)

@@ -1,12 +1,14 @@
 """Explanation metrics from maintained libraries (optional imports): BLEU-4 (sacrebleu),
-ROUGE-L (rouge-score), METEOR (nltk, needs its WordNet data), BERTScore (bert-score with the
-offline MiniLM encoder of :mod:`mir_core.modelpack`), CIDEr (pycocoevalcap's Cider, its IDF
+ROUGE-L (rouge-score), METEOR (METEOR 1.5 as the COCO caption evaluation runs it: the jar that
+pycocoevalcap ships, which needs Java; else nltk's, which needs its WordNet data), BERTScore
+(bert-score with the offline MiniLM encoder of :mod:`mir_core.modelpack`), CIDEr (pycocoevalcap's Cider, its IDF
 from the evaluated references). A metric whose library or data is missing is ``None`` and
 its reason is in ``unavailable``; nothing is computed by hand.
 """
 from __future__ import annotations
 
 import re
+import shutil
 from typing import Sequence
 
 BERTSCORE_ENCODER = "minilm-l6"
@@ -14,6 +16,38 @@ BERTSCORE_ENCODER = "minilm-l6"
 
 def _tok(s: str) -> str:
     return " ".join(re.findall(r"[a-z0-9']+", (s or "").lower()))
+
+
+def _meteor(hyps: list[str], refs: list[str]) -> tuple[float | None, str, str]:
+    """(corpus METEOR, implementation, "") or (None, "", why it is unavailable)."""
+    reasons = []
+    try:
+        from pycocoevalcap.meteor.meteor import Meteor
+        if shutil.which("java") is None:
+            raise FileNotFoundError("no 'java' on PATH")
+        m = Meteor()                            # java -jar meteor-1.5.jar -stdio
+        try:
+            score, _ = m.compute_score({i: [r] for i, r in enumerate(refs)},
+                                       {i: [h or "empty"] for i, h in enumerate(hyps)})
+        finally:
+            del m                               # its __del__ ends the Java process
+        return round(float(score), 4), "METEOR 1.5 (pycocoevalcap's jar, Java)", ""
+    except ImportError as e:
+        reasons.append(f"pip install pycocoevalcap ({e})")
+    except (OSError, ValueError) as e:          # no java / the jar died (empty reply)
+        reasons.append("pycocoevalcap's METEOR 1.5 needs Java (apt install "
+                       f"default-jre-headless): {type(e).__name__}: {e}")
+    try:
+        import nltk
+        from nltk.translate.meteor_score import meteor_score
+        nltk.data.find("corpora/wordnet")
+        vals = [meteor_score([r.split()], h.split()) for h, r in zip(hyps, refs)]
+        return round(sum(vals) / len(vals), 4), "nltk meteor_score (WordNet)", ""
+    except ImportError as e:
+        reasons.append(f"pip install nltk ({e})")
+    except LookupError:
+        reasons.append("nltk's METEOR needs the WordNet corpus (nltk.download('wordnet'))")
+    return None, "", "; ".join(reasons)
 
 
 def explanation_metrics(hyps: Sequence[str], refs: Sequence[str],
@@ -37,21 +71,11 @@ def explanation_metrics(hyps: Sequence[str], refs: Sequence[str],
     except ImportError as e:
         out["ROUGE-L"] = None
         out["unavailable"]["ROUGE-L"] = f"pip install rouge-score ({e})"
-    try:
-        import nltk
-        from nltk.translate.meteor_score import meteor_score
-        nltk.data.find("corpora/wordnet")
-        vals = [meteor_score([r.split()], h.split()) for h, r in zip(map(_tok, hyps),
-                                                                     map(_tok, refs))]
-        out["METEOR"] = round(sum(vals) / len(vals), 4)
-    except ImportError as e:
-        out["METEOR"] = None
-        out["unavailable"]["METEOR"] = f"pip install nltk ({e})"
-    except LookupError:
-        out["METEOR"] = None
-        out["unavailable"]["METEOR"] = ("nltk's METEOR needs the WordNet corpus "
-                                        "(nltk.download('wordnet')), which no maintained PyPI "
-                                        "package ships; not available offline")
+    out["METEOR"], impl, why = _meteor(list(map(_tok, hyps)), list(map(_tok, refs)))
+    if why:
+        out["unavailable"]["METEOR"] = why
+    else:
+        out["METEOR_impl"] = impl
     try:
         import bert_score
 

@@ -235,6 +235,7 @@ def summarize_seeds(rows: list[dict]) -> dict:
                 if all(e.get(k) is not None for e in ex)]
         out["explanation"] = summarize(ex, keys)
         out["explanation_unavailable"] = ex[0].get("unavailable", {})
+        out["meteor_impl"] = ex[0].get("METEOR_impl", "")
     return out
 
 
@@ -255,7 +256,9 @@ def summary_markdown(summary: dict, test_data: XData) -> str:
               f"{summary['peak_rss_mb']:.0f} MB.", ""]
     if summary.get("explanation"):
         lines.append("Explanations: " + ", ".join(f"{k} {ms(v)}" for k, v in
-                                                 summary["explanation"].items()))
+                                                 summary["explanation"].items())
+                     + (f" (METEOR: {summary['meteor_impl']})" if summary.get("meteor_impl")
+                        else ""))
         for k, why in summary.get("explanation_unavailable", {}).items():
             lines.append(f"- {k} unavailable: {why}")
     return "\n".join(lines) + "\n"
