@@ -153,17 +153,11 @@ class RunLock:
     def __enter__(self):
         if fcntl is None:
             return self
-        self.fh = open(self.path, "a+")
-        try:
-            fcntl.flock(self.fh, (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX)
-                        | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self.fh.seek(0)
-            holder = self.fh.read().strip() or "another process"
-            self.fh.close()
-            self.fh = None
+        self.fh, holder = _try_flock(self.path, (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX)
+                                     | fcntl.LOCK_NB)
+        if self.fh is None:
             raise RunError(f"run folder {self.path.parent} is being written by {holder}; wait "
-                           "for it to finish or give this run another name") from None
+                           "for it to finish or give this run another name")
         if not self.shared:          # a shared holder leaves the note of the others alone
             _holder_note(self.fh)
         return self
@@ -201,13 +195,8 @@ class SeedLock:
         if fcntl is None:
             return None
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(self.path, "a+")
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            fh.seek(0)
-            holder = fh.read().strip() or "another process"
-            fh.close()
+        fh, holder = _try_flock(self.path, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        if fh is None:
             return holder
         _holder_note(fh)
         self.fh = fh
@@ -217,6 +206,19 @@ class SeedLock:
         if self.fh is not None:
             _unlock(self.fh, clear_note=True)
             self.fh = None
+
+
+def _try_flock(path: Path, mode: int):
+    """(open file holding the lock, "") or, when another process holds it, (None, its note)."""
+    fh = open(path, "a+")
+    try:
+        fcntl.flock(fh, mode)
+    except BlockingIOError:
+        fh.seek(0)
+        holder = fh.read().strip() or "another process"
+        fh.close()
+        return None, holder
+    return fh, ""
 
 
 def _unlock(fh, clear_note: bool) -> None:
