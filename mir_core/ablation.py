@@ -172,7 +172,8 @@ def run_grid(dataset: str, variants: list[Variant], seeds, preset: str = "cpu",
              overrides: dict | None = None, data_root=None, out_dir=None, store=None,
              stale: str = "retrain", max_train=None, max_eval=None, progress: bool = True,
              log=print, train: bool = True) -> dict:
-    """Train every (variant, seed) in order, reusing matching seeds; returns
+    """Train every (variant, seed) in order, reusing matching seeds (seeds another process
+    of the same grid is training are left to it and collected at the end); returns
     ``{"summaries": {variant key: run summary}, "wall_seconds": ..., "trained": n}``.
     ``train=False``: train nothing, collect the finished seeds whose fingerprint matches
     (the tables then pair each row with the full model over the seeds both have)."""
@@ -213,6 +214,7 @@ def run_grid(dataset: str, variants: list[Variant], seeds, preset: str = "cpu",
     trained = 0
     summaries: dict[str, dict] = {}
     by_run: dict[str, dict] = {}
+    waits = []                          # (variant, spec, run name, on_seed) with held seeds
     try:
         for v in variants:
             spec = specs[v.key]
@@ -247,7 +249,8 @@ def run_grid(dataset: str, variants: list[Variant], seeds, preset: str = "cpu",
 
             try:
                 summ = run(spec, data_root=data_root, out_dir=out_dir, store=store,
-                           stale=stale, log=log, on_seed=on_seed, train=train)
+                           stale=stale, log=log, on_seed=on_seed, train=train,
+                           wait_for_held=False)
             except ValueError as e:     # e.g. no label descriptions: no fingerprint to match
                 if train:
                     raise
@@ -255,6 +258,22 @@ def run_grid(dataset: str, variants: list[Variant], seeds, preset: str = "cpu",
                 log(f"left out (inputs): {v.key}: {unusable[v.key]}")
                 continue
             summaries[v.key] = by_run[name] = summ
+            if summ["held"]:            # another process trains these seeds: come back later
+                waits.append((v, spec, name, on_seed))
+        # the seeds other processes held, once this process has nothing else to train:
+        # reused when their holders finished them, trained here when a holder died
+        for v, spec, name, on_seed in waits:
+            held = {int(k) for k in by_run[name]["held"]}
+
+            def on_held(metrics, reused, on_seed=on_seed, held=held):
+                if int(metrics["seed"]) in held:     # the rest were counted in the first pass
+                    on_seed(metrics, reused)
+            summ = run(spec, data_root=data_root, out_dir=out_dir, store=store, stale=stale,
+                       log=log, on_seed=on_held, train=train)
+            for key, done in summaries.items():
+                if done is by_run[name]:
+                    summaries[key] = summ
+            by_run[name] = summ
     finally:
         if bar is not None:
             bar.close()

@@ -3,6 +3,8 @@ appended, and the paired statistics are what scipy computes."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -238,6 +240,47 @@ def test_one_computation_has_one_run_name():
     assert RunSpec(options={"fusion": "eq12"}, overrides={"rank_weight": 0.0}).run_name() == \
         "lgsrr-cpu-fusion=eq12-rank_weight=0.0"
     assert RunSpec(method="text", max_train=10).run_name() == "text-cpu-n10"
+
+
+def test_grid_leaves_held_seeds_to_their_holder_and_collects_them_last(data_root, tmp_path):
+    """Two processes on one grid: a seed the other holds does not stall this one; it trains
+    the next rows' seeds first and comes back for the held seed at the end (here the holder
+    dies, so it trains it itself)."""
+    variants = ablation.select(variants=["no_rank"])          # [full, no_rank]
+    assert [v.key for v in variants] == ["full", "no_rank"]
+    kw = dict(preset="cpu", overrides=OVER, data_root=data_root, out_dir=tmp_path,
+              progress=False, **TINY)
+    name = variants[0].spec("MIntRec2.0", "cpu", (0, 1), OVER, **TINY).run_name()
+    seed_dir = tmp_path / "runs" / "MIntRec2.0" / name / "seed_0"
+    code = ("import sys, time; from pathlib import Path; from mir_core.training.runs import "
+            "SeedLock\nlock = SeedLock(Path(sys.argv[1]))\nassert lock.acquire(wait=False) "
+            "is None\nprint('locked', flush=True); time.sleep(120)")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(seed_dir)],
+                              stdout=subprocess.PIPE, text=True)
+    lines = []
+
+    def log(msg):
+        lines.append(msg)
+        if "waiting for it" in msg:
+            holder.kill()                # the holder dies without finishing the seed
+            holder.wait()
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        grid = ablation.run_grid("MIntRec2.0", variants, [0, 1], log=log, **kw)
+    finally:
+        holder.kill()
+        holder.wait()
+    text = "\n".join(lines)
+    assert "seed 0: being trained by process" in text and "left to it for now" in text
+    results = tmp_path / "ablations" / "MIntRec2.0" / "cpu" / "results.jsonl"
+    order = [(r["variant"], r["seed"], r["reused"])
+             for r in map(json.loads, results.read_text().splitlines())]
+    assert order == [("full", 1, False), ("no_rank", 0, False), ("no_rank", 1, False),
+                     ("full", 0, False)]
+    assert text.index("left to it for now") < text.index("waiting for it")
+    assert grid["trained"] == 4
+    assert [r["seed"] for r in grid["summaries"]["full"]["per_seed"]] == [0, 1]
+    assert grid["summaries"]["full"]["held"] == {}
 
 
 def test_only_finished_trains_nothing_and_pairs_common_seeds(data_root, tmp_path):

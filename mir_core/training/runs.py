@@ -295,7 +295,8 @@ def _write_json(path: Path, obj) -> None:
 
 def run(spec: RunSpec, data_root: str | Path | None = None, out_dir: str | Path | None = None,
         store=None, resume: bool = True, log=print, progress: bool = False,
-        stale: str = "error", on_seed=None, train: bool = True) -> dict:
+        stale: str = "error", on_seed=None, train: bool = True,
+        wait_for_held: bool = True) -> dict:
     """Train and test one configuration over seeds; returns the summary dict.
 
     ``stale``: what to do with a finished seed whose fingerprint differs from the current
@@ -303,7 +304,10 @@ def run(spec: RunSpec, data_root: str | Path | None = None, out_dir: str | Path 
     logs the difference and trains that seed again. ``on_seed(metrics, reused)`` is called
     after every seed (a grid runner's progress bar and results log). ``train=False`` trains
     nothing: the summary holds the finished seeds whose fingerprint matches (a report of
-    what is done); stale ones still follow ``stale`` ("retrain" leaves them out here)."""
+    what is done); stale ones still follow ``stale`` ("retrain" leaves them out here).
+    ``wait_for_held=False``: a seed another process is training is left to it (not waited
+    for); the summary's ``held`` names them (a grid comes back for them after its other
+    runs, so no process idles while there is work)."""
     if stale not in ("error", "retrain"):
         raise ConfigError(f"stale must be 'error' or 'retrain', got {stale!r}")
     root = Path(data_root) if data_root is not None else paths.data_dir() / "lgsrr"
@@ -369,11 +373,12 @@ def run(spec: RunSpec, data_root: str | Path | None = None, out_dir: str | Path 
         base_fp["method_inputs"] = method_inputs   # their fingerprints stay as they were
 
     created = not folder.exists()
-    rows = []
+    rows, held = [], {}
     if not train:                   # a read-only report: no folder, no lock, nothing written
         if not created:
-            rows = _train_seeds(spec, method, options, cfg, ds, data, splits, folder,
-                                base_fp, resume, log, progress, None, stale, on_seed, train)
+            rows, held = _train_seeds(spec, method, options, cfg, ds, data, splits, folder,
+                                      base_fp, resume, log, progress, None, stale, on_seed,
+                                      train)
     else:
         with contextlib.ExitStack() as held:
             folder_lock = None
@@ -388,9 +393,10 @@ def run(spec: RunSpec, data_root: str | Path | None = None, out_dir: str | Path 
                 error = broadcast(accelerator, error)      # every process stops, or none
                 if error:
                     raise RunError(error)
-                rows = _train_seeds(spec, method, options, cfg, ds, data, splits, folder,
-                                    base_fp, resume, log, progress, accelerator, stale,
-                                    on_seed, train, choice)
+                rows, held = _train_seeds(spec, method, options, cfg, ds, data, splits,
+                                          folder, base_fp, resume, log, progress,
+                                          accelerator, stale, on_seed, train, choice,
+                                          wait_for_held)
             except BaseException:
                 # a failed start leaves nothing, unless another process shares the folder
                 if is_main and created and folder_lock is not None \
@@ -409,6 +415,7 @@ def run(spec: RunSpec, data_root: str | Path | None = None, out_dir: str | Path 
         "train_seconds_total": round(sum(r["train_seconds"] for r in rows), 2),
         "n_train": len(splits["train"]), "n_test": len(splits["test"]),
         "processes": world, "precision": cfg.precision,
+        "held": held,
     }
     if train and is_main:
         _write_json(folder / "summary.json", summary)
@@ -420,7 +427,10 @@ def run(spec: RunSpec, data_root: str | Path | None = None, out_dir: str | Path 
 
 def _train_seeds(spec, method, options, cfg, ds, data, splits, folder, base_fp, resume, log,
                  progress, accelerator, stale="error", on_seed=None,
-                 train: bool = True, choice=None) -> list[dict]:
+                 train: bool = True, choice=None,
+                 wait_for_held: bool = True) -> tuple[list[dict], dict[int, str]]:
+    """(the finished seeds' metrics in seed order, {seed: holder} of the seeds left to the
+    other processes that hold them when ``wait_for_held`` is off)."""
     written = []
 
     def write_config() -> None:
@@ -459,12 +469,16 @@ def _train_seeds(spec, method, options, cfg, ds, data, splits, folder, base_fp, 
             if isinstance(row, str):             # another process holds this seed
                 busy[seed] = row
         for seed, holder in busy.items():
+            if not wait_for_held:
+                log(f"seed {seed}: being trained by {holder}; left to it for now")
+                continue
             log(f"seed {seed}: being trained by {holder}; waiting for it")
             one(seed, wait=True)
     finally:
         if bar is not None:
             bar.close()
-    return [done[int(s)] for s in spec.seeds if int(s) in done]
+    rows = [done[int(s)] for s in spec.seeds if int(s) in done]
+    return rows, ({} if wait_for_held else busy)
 
 
 def _one_seed(seed, spec, method, options, cfg, ds, data, splits, folder, base_fp, resume, log,
