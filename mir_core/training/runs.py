@@ -380,14 +380,14 @@ def run(spec: RunSpec, data_root: str | Path | None = None, out_dir: str | Path 
                                       base_fp, resume, log, progress, None, stale, on_seed,
                                       train)
     else:
-        with contextlib.ExitStack() as held:
+        with contextlib.ExitStack() as stack:
             folder_lock = None
             try:
                 error = None
                 if is_main:
                     try:
                         folder.mkdir(parents=True, exist_ok=True)
-                        folder_lock = held.enter_context(RunLock(folder, shared=True))
+                        folder_lock = stack.enter_context(RunLock(folder, shared=True))
                     except RunError as e:
                         error = str(e)
                 error = broadcast(accelerator, error)      # every process stops, or none

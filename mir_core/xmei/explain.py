@@ -1,9 +1,9 @@
 """Explanation metrics from maintained libraries (optional imports): BLEU-4 (sacrebleu),
 ROUGE-L (rouge-score), METEOR (METEOR 1.5 as the COCO caption evaluation runs it: the jar that
 pycocoevalcap ships, which needs Java; else nltk's, which needs its WordNet data), BERTScore
-(bert-score with the offline MiniLM encoder of :mod:`mir_core.modelpack`), CIDEr (pycocoevalcap's Cider, its IDF
-from the evaluated references). A metric whose library or data is missing is ``None`` and
-its reason is in ``unavailable``; nothing is computed by hand.
+(bert-score with the offline MiniLM encoder of :mod:`mir_core.modelpack`), CIDEr
+(pycocoevalcap's Cider, its IDF from the evaluated references). A metric whose library or
+data is missing is ``None`` and its reason is in ``unavailable``; nothing is computed by hand.
 """
 from __future__ import annotations
 
