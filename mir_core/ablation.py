@@ -212,15 +212,15 @@ def run_grid(dataset: str, variants: list[Variant], seeds, preset: str = "cpu",
                    unit="seed")        # finished seeds found on the way leave the total
     t0 = time.perf_counter()
     trained = 0
-    summaries: dict[str, dict] = {}
+    run_of: dict[str, str] = {}         # variant key -> run name (rows may share a run)
     by_run: dict[str, dict] = {}
-    waits = []                          # (variant, spec, run name, on_seed) with held seeds
+    waits = []                          # (spec, run name, on_seed) of runs with held seeds
     try:
         for v in variants:
             spec = specs[v.key]
             name = spec.run_name()
             if name in by_run:          # the same computation under another row's name
-                summaries[v.key] = by_run[name]
+                run_of[v.key] = name
                 if bar is not None:
                     bar.total -= len(seeds)
                     bar.refresh()
@@ -257,27 +257,22 @@ def run_grid(dataset: str, variants: list[Variant], seeds, preset: str = "cpu",
                 unusable[v.key] = one_line(e, limit=600)
                 log(f"left out (inputs): {v.key}: {unusable[v.key]}")
                 continue
-            summaries[v.key] = by_run[name] = summ
+            run_of[v.key], by_run[name] = name, summ
             if summ["held"]:            # another process trains these seeds: come back later
-                waits.append((v, spec, name, on_seed))
+                waits.append((spec, name, on_seed))
         # the seeds other processes held, once this process has nothing else to train:
         # reused when their holders finished them, trained here when a holder died
-        for v, spec, name, on_seed in waits:
-            held = {int(k) for k in by_run[name]["held"]}
-
-            def on_held(metrics, reused, on_seed=on_seed, held=held):
-                if int(metrics["seed"]) in held:     # the rest were counted in the first pass
+        for spec, name, on_seed in waits:
+            def on_held(metrics, reused, on_seed=on_seed, held=by_run[name]["held"]):
+                if metrics["seed"] in held:          # the rest were counted in the first pass
                     on_seed(metrics, reused)
-            summ = run(spec, data_root=data_root, out_dir=out_dir, store=store, stale=stale,
-                       log=log, on_seed=on_held, train=train)
-            for key, done in summaries.items():
-                if done is by_run[name]:
-                    summaries[key] = summ
-            by_run[name] = summ
+            by_run[name] = run(spec, data_root=data_root, out_dir=out_dir, store=store,
+                               stale=stale, log=log, on_seed=on_held, train=train)
     finally:
         if bar is not None:
             bar.close()
     wall = time.perf_counter() - t0
+    summaries = {key: by_run[name] for key, name in run_of.items()}
     variants = [v for v in variants if v.key not in unusable]
     not_run = {**not_run, **unusable}
     missing = [k for k, s in summaries.items() if not s["per_seed"]]
