@@ -163,4 +163,25 @@ def test_label_descriptions_parse():
     assert not twice.ok and "only 1 different" in twice.error
     bad = parse_label_descriptions("1. only one", "X")
     assert not bad.ok and "need 3" in bad.error
+
+
+def test_label_descriptions_end_where_the_reply_goes_on():
+    # Gemma-3-270M's reply for Others (IEMOCAP-DA, few-shot): three inline descriptions, then
+    # invented content and a new numbered list; the third description used to run to the end
+    others = ("1. To express gratitude or appreciation for someone's kindness or help. 2. To "
+              "express appreciation for a job well done. 3. To praise or praise someone for "
+              "their efforts.\n\nI am a language assistant. I provide services to the students "
+              "in the classroom. I am responsible for the following:\n\n1. To provide the "
+              "students with the necessary information about the subject.\n2. To provide")
+    assert parse_label_descriptions(others, "Others").descriptions == (
+        "To express gratitude or appreciation for someone's kindness or help.",
+        "To express appreciation for a job well done.",
+        "To praise or praise someone for their efforts.")
+    # a new list on the next line: the numbering restarts, the third description ends
+    again = "1. To greet someone.\n2. To open a conversation.\n3. To welcome.\n1. To thank."
+    assert parse_label_descriptions(again, "Greeting").descriptions[2] == "To welcome."
+    # blank-line separated items are still one description each; a fourth is left out
+    spaced = "1. One.\n\n2. Two,\n   wrapped.\n\n3. Three.\n\n4. Four."
+    assert parse_label_descriptions(spaced, "X").descriptions == ("One.", "Two, wrapped.",
+                                                                  "Three.")
     assert not parse_label_descriptions("", "X").ok

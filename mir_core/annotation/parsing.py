@@ -349,14 +349,17 @@ class DescriptionsParse:
 
 
 _DESC_MARKER = re.compile(r"(?:^|(?<=\s))\(?([1-9])[.)]\s+", re.MULTILINE)
+_BLANK_LINE = re.compile(r"\n[ \t]*\n")
 
 
 def parse_label_descriptions(reply: str | None, label: str, n: int = 3,
                              forbidden: tuple[str, ...] = ()) -> DescriptionsParse:
     """The first ``n`` numbered descriptions of an A-MESS reply ("1. ... 2. ... 3. ...",
-    inline or one per line; a leading "<label>:" echo is dropped). A reply in which two or
-    more descriptions repeat ``forbidden`` sentences (the prompt's example, or its worked
-    examples when few-shot), or in which two descriptions are the same, is rejected."""
+    inline or one per line; a leading "<label>:" echo is dropped; what follows a blank line
+    or, after the ``n``-th, a new numbered list is not part of a description). A reply in
+    which two or more descriptions repeat ``forbidden`` sentences (the prompt's example, or
+    its worked examples when few-shot), or in which two descriptions are the same, is
+    rejected."""
     if reply is None or not str(reply).strip():
         return DescriptionsParse(None, "empty reply")
     text = str(reply).replace("**", "").strip()
@@ -367,9 +370,14 @@ def parse_label_descriptions(reply: str | None, label: str, n: int = 3,
     for i, m in enumerate(marks):
         if int(m.group(1)) != expected:
             continue
-        end = next((mm.start() for mm in marks[i + 1:] if int(mm.group(1)) == expected + 1),
-                   len(text))
-        item = " ".join(text[m.end():end].split()).strip(" -")
+        # an item ends at the next number of the list; the last one at the next number of
+        # any list (a small model that goes on with an invented "Label: Answer: 1. ..." turn
+        # restarts at 1); every item ends at a blank line (what follows is other content)
+        last = expected == n
+        end = next((mm.start() for mm in marks[i + 1:]
+                    if last or int(mm.group(1)) == expected + 1), len(text))
+        body = _BLANK_LINE.split(text[m.end():end], maxsplit=1)[0]
+        item = " ".join(body.split()).strip(" -")
         if item:
             items.append(item)
             expected += 1
