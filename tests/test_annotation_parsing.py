@@ -165,6 +165,12 @@ def test_label_descriptions_parse():
     assert not bad.ok and "need 3" in bad.error
 
 
+@pytest.mark.fault(area="LLM client", case="a label-description reply that goes on after its "
+                   "third description (Gemma-3-270M: a blank line, invented text, a new list)",
+                   before="the third description ran to the end of the reply and was kept "
+                          "(silently, as valid)",
+                   after="a description ends at a blank line, the third also at a new "
+                         "numbered list; the invented text is not part of it")
 def test_label_descriptions_end_where_the_reply_goes_on():
     # Gemma-3-270M's reply for Others (IEMOCAP-DA, few-shot): three inline descriptions, then
     # invented content and a new numbered list; the third description used to run to the end
