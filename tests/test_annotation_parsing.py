@@ -163,6 +163,7 @@ def test_label_descriptions_parse():
     assert not twice.ok and "only 1 different" in twice.error
     bad = parse_label_descriptions("1. only one", "X")
     assert not bad.ok and "need 3" in bad.error
+    assert not parse_label_descriptions("", "X").ok
 
 
 @pytest.mark.fault(area="LLM client", case="a label-description reply that goes on after its "
@@ -190,4 +191,3 @@ def test_label_descriptions_end_where_the_reply_goes_on():
     spaced = "1. One.\n\n2. Two,\n   wrapped.\n\n3. Three.\n\n4. Four."
     assert parse_label_descriptions(spaced, "X").descriptions == ("One.", "Two, wrapped.",
                                                                   "Three.")
-    assert not parse_label_descriptions("", "X").ok
