@@ -19,8 +19,9 @@ labels that parsed.
     python benchmarks/label_descriptions.py --dataset MIntRec2.0 --modes paper fewshot \\
         --examples ../shared/data/amess/label_descriptions.json --threads 1
 
-Results: ``outputs/benchmarks/label_descriptions-<dataset>.json`` (rewritten after each mode)
-and each mode's ``label_descriptions.json`` (the format A-MESS reads) beside it.
+Results: ``outputs/benchmarks/label_descriptions-<dataset>-<model>.json`` (rewritten after
+each mode) and each mode's ``label_descriptions.json`` (the format A-MESS reads) beside it, so
+runs of two models on one data set keep both.
 """
 from __future__ import annotations
 
@@ -68,14 +69,15 @@ def main(argv=None) -> int:
         reference = None                     # e.g. IEMOCAP-DA: the paper describes none
     out = Path(a.out) if a.out else paths.output_dir() / "benchmarks"
     out.mkdir(parents=True, exist_ok=True)
-    result_path = out / f"label_descriptions-{spec.name}.json"
+    tag = f"label_descriptions-{spec.name}-{Path(a.model).name}"    # a checkpoint folder: its name
+    result_path = out / f"{tag}.json"
     result = {"dataset": spec.name, "labels": len(spec.labels), "model": a.model,
               "examples": str(examples), "shots": a.shots, "retries": a.retries,
               "threads": a.threads, "cpu": cpu_facts().ident, "python": platform.python_version(),
               "argv": sys.argv[1:] if argv is None else list(argv), "modes": {}}
     backend = make_backend("local", a.model, num_threads=a.threads)
     for mode in a.modes:
-        work = out / f"label_descriptions-{spec.name}-{mode}"
+        work = out / f"{tag}-{mode}"
         shutil.rmtree(work, ignore_errors=True)            # fresh cache: every label queried
         work.mkdir(parents=True)
         cfg = ChainConfig(dataset=spec.name, cache_path=work / "replies.jsonl",
