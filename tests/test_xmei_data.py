@@ -326,3 +326,75 @@ def test_a_seed_killed_mid_training_resumes_from_its_checkpoint(tmp_path, monkey
     assert any("resuming from" in line for line in logs)
     assert not (sdir / "train_checkpoint.pt").exists()      # removed once the seed is done
     assert not run.seeds[0].reused
+
+
+@pytest.mark.fault(area="training runs", case="an XMEI-Qwen seed killed while generating its "
+                   "answers (1,884 on the real test split, half an hour on a CPU)",
+                   before="every answer was lost, and the last steps after the final "
+                          "checkpoint trained again (the old code, run against this test)",
+                   after="a checkpoint after the last step and the answers appended batch "
+                         "by batch; the rerun trains no step and generates from the first "
+                         "missing batch, a cut-off last line generated again")
+def test_a_seed_killed_mid_generation_resumes_at_its_first_missing_batch(tmp_path, monkeypatch):
+    """Killed in the second generation batch, with the last line cut off: the rerun trains
+    no step again (the checkpoint after the last step), generates from the first missing
+    batch and ends with the answers of an uninterrupted run."""
+    from mir_core.models.xmei_qwen import XMEIQwen
+    tr, te, texts = _toy(tmp_path, 5)
+    cfg = preset("cpu", lora_r=2, lora_alpha=4, max_steps=3, precision="fp32",
+                 max_new_tokens=4, batch_size=2, eval_batch_size=2)
+    kw = dict(seeds=(0,), out_root=tmp_path / "runs", progress=False,
+              lm_loader=lambda: tiny_pair(texts), checkpoint_every=2)
+    ref = run_xmei(tr, te, cfg, name="ref", log=lambda _: None, **kw)
+    real, calls = XMEIQwen.generate, []
+
+    def dying(self, *a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("killed")
+        return real(self, *a, **k)
+    monkeypatch.setattr(XMEIQwen, "generate", dying)
+    with pytest.raises(KeyboardInterrupt):
+        run_xmei(tr, te, cfg, name="ck", log=lambda _: None, **kw)
+    sdir = tmp_path / "runs" / "toy" / "ck" / "seed_0"
+    part = sdir / "answers_partial.jsonl"
+    lines = part.read_text().splitlines()
+    assert len(lines) == 2 and json.loads(lines[1])["start"] == 0     # header + batch 1
+    assert (sdir / "train_checkpoint.pt").exists() and not (sdir / "metrics.json").exists()
+    with part.open("a") as f:
+        f.write('{"start": 2, "answ')                                   # cut off by the kill
+    monkeypatch.setattr(XMEIQwen, "generate", real)
+    calls.clear()
+
+    def counting(self, *a, **k):
+        calls.append(1)
+        return real(self, *a, **k)
+    monkeypatch.setattr(XMEIQwen, "generate", counting)
+    logs = []
+    run = run_xmei(tr, te, cfg, name="ck", log=logs.append, **kw)
+    m = json.loads((sdir / "metrics.json").read_text())
+    assert m["train"]["resumed_at_step"] == 3 == m["train"]["steps"]   # no step trained again
+    assert len(calls) == 2                                              # batches 2 and 3 only
+    assert any("line 3: cut off" in line for line in logs)
+    assert any("at sample 2 of 5" in line for line in logs)
+    assert list(run.seeds[0].predictions["answer"]) == list(ref.seeds[0].predictions["answer"])
+    assert m["intent"] == ref.seeds[0].metrics["intent"]
+    assert not part.exists() and not (sdir / "train_checkpoint.pt").exists()
+
+
+def test_answers_of_another_run_are_named_and_not_resumed(tmp_path):
+    from mir_core.xmei.sft import _Answers
+    f = tmp_path / "answers_partial.jsonl"
+    a = _Answers(f, "fp:seed0:bf16", 2, 3, log=lambda _: None)
+    assert a.load() == ([], 0.0)
+    a.append(0, ["x", "y"], 1.5)
+    assert _Answers(f, "fp:seed0:bf16", 2, 3, log=lambda _: None).load() == (["x", "y"], 1.5)
+    logs = []
+    other = _Answers(f, "fp:seed0:fp32", 2, 3, log=logs.append)
+    assert other.load() == ([], 0.0) and "another run" in logs[0]
+    assert f.read_text().splitlines() == [json.dumps(other.head)]      # started anew
+    # a batch of the wrong size (another eval batch size written by hand) ends what is kept
+    other.append(0, ["x"], 0.1)
+    logs.clear()
+    assert _Answers(f, "fp:seed0:fp32", 2, 3, log=logs.append).load() == ([], 0.0)
+    assert "line 2" in logs[0]

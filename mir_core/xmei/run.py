@@ -95,9 +95,12 @@ def run_xmei(train_data: XData, test_data: XData, cfg: XMEIConfig, *, seeds=(0,)
     """Train a fresh LoRA + LQ-Former per seed on ``train_data``, answer ``test_data``.
 
     ``checkpoint_every``: optimizer steps between training checkpoints
-    (``seed_<s>/train_checkpoint.pt``, removed when the seed is done; 0: none). A seed killed
-    mid-training resumes from its last checkpoint to the same parameters as an
-    uninterrupted run, so a long SFT (a real-size epoch on a CPU) can span sessions."""
+    (``seed_<s>/train_checkpoint.pt``, also written after the last step, and the answers
+    batch by batch in ``seed_<s>/answers_partial.jsonl``; both removed when the seed is done;
+    0: none). A seed killed mid-training resumes from its last checkpoint to the same
+    parameters as an uninterrupted run, and one killed mid-generation at its first missing
+    batch without training again, so a long SFT (a real-size epoch on a CPU, then 1,884
+    answers) can span sessions."""
     if unknown_emotion not in ("drop", "mark"):
         raise XMEIRunError(f"unknown_emotion must be 'drop' or 'mark', got {unknown_emotion!r}")
     if set(cfg.modalities) - set(train_features or {}) or set(cfg.modalities) - set(test_features or {}):
@@ -149,7 +152,7 @@ def _seeds(folder, fp, seeds, cfg, fit, train_features, test_data, test_features
            lm_loader, keep_model, progress, log, checkpoint_every=0) -> list[SeedResult]:
     """Train and evaluate each seed, reusing finished seeds whose fingerprint matches;
     ``metrics.json`` is written last (atomically): a killed seed leaves none and reruns from
-    its training checkpoint, if any."""
+    its training checkpoint, if any, and its answers so far (``answers_partial.jsonl``)."""
     results: list[SeedResult] = []
     tok = lm = None
     tr_items = te_items = None      # the prompts do not depend on the seed: encoded once
@@ -181,7 +184,10 @@ def _seeds(folder, fp, seeds, cfg, fit, train_features, test_data, test_features
                           checkpoint=ckpt, checkpoint_every=checkpoint_every,
                           checkpoint_key=f"{fp}:seed{seed}:{precision}")
         answers, gen_s = sft.generate(model, tok, te_items, cfg, device=device,
-                                      precision=precision, progress=progress)
+                                      precision=precision, progress=progress,
+                                      partial=sdir / "answers_partial.jsonl"
+                                      if checkpoint_every else None,
+                                      partial_key=f"{fp}:seed{seed}:{precision}", log=log)
         frame = sft.predictions_frame(test_data, answers)
         metrics = sft.label_metrics(frame, test_data)
         refs = [s.explanation for s in test_data.samples]
@@ -207,6 +213,7 @@ def _seeds(folder, fp, seeds, cfg, fit, train_features, test_data, test_features
         (sdir / "losses.json").write_text(json.dumps(stats.losses))
         _write_json(mfile, metrics)
         ckpt.unlink(missing_ok=True)
+        (sdir / "answers_partial.jsonl").unlink(missing_ok=True)
         log(f"seed {seed}: intent ACC {metrics['intent']['ACC']:.2f} F1 "
             f"{metrics['intent']['F1']:.2f}; unparsed {100 * metrics['unparsed_share']:.1f} %; "
             f"{stats.tokens_per_s:.0f} train tokens/s")

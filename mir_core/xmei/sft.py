@@ -8,7 +8,9 @@ LQ-Former outputs there. Generation left-pads the prompts and decodes greedily.
 """
 from __future__ import annotations
 
+import json
 import math
+import os
 import resource
 import time
 from dataclasses import dataclass, field
@@ -305,7 +307,9 @@ def train(model: XMEIQwen, items: Sequence[Encoded], cfg: XMEIConfig, *, pad_id:
             bar.set_postfix(loss=f"{acc:.3f}")
             bar.update(1)
             acc = 0.0
-            if ckpt.on and len(losses) % ckpt.every == 0 and micro < total_micro:
+            # every ``every`` steps and after the last one, so a seed killed in generation
+            # does not train again
+            if ckpt.on and (len(losses) % ckpt.every == 0 or micro == total_micro):
                 ckpt.save(model, opt, sched, g, order=order, losses=losses, micro=micro,
                           n_tok=n_tok, n_ans=n_ans,
                           seconds=before + time.perf_counter() - t0)
@@ -318,27 +322,105 @@ def train(model: XMEIQwen, items: Sequence[Encoded], cfg: XMEIConfig, *, pad_id:
 
 
 # =========================================================================== generation
+class _Answers:
+    """The answers generated so far, one JSON line per batch after a header line naming the
+    key (the run fingerprint, seed and precision), the batch size and the number of items;
+    a killed generation restarts at its first missing batch. Greedy decoding of the same
+    batches gives the same answers, so a resumed seed ends as an uninterrupted one. A file of
+    another key, batch size or item count is named and started anew; a line cut off by the
+    kill (or any unreadable line) ends what is kept, and the batches from there are
+    generated again."""
+
+    def __init__(self, path: str | Path | None, key: str, bs: int, n: int, log=print):
+        self.path = Path(path) if path else None
+        self.head = {"key": key, "batch_size": bs, "n": n}
+        self.log = log
+
+    def load(self) -> tuple[list[str], float]:
+        if self.path is None or not self.path.exists():
+            return [], 0.0
+        lines = self.path.read_text().splitlines()
+        try:
+            head = json.loads(lines[0]) if lines else None
+        except json.JSONDecodeError:
+            head = None
+        if head != self.head:
+            self.log(f"{self.path}: answers of another run ({head!r}, expected "
+                     f"{self.head!r}); generating from the first batch")
+            self._rewrite([])
+            return [], 0.0
+        rows: list[dict] = []
+        n_done = 0
+        for i, line in enumerate(lines[1:], start=2):
+            try:
+                row = json.loads(line)
+                ok = (row["start"] == n_done and isinstance(row["answers"], list)
+                      and len(row["answers"]) == min(self.head["batch_size"],
+                                                     self.head["n"] - n_done))
+            except (json.JSONDecodeError, KeyError, TypeError):
+                ok = False
+            if not ok:
+                self.log(f"{self.path} line {i}: cut off or unreadable; generating again "
+                         f"from sample {n_done}")
+                break
+            rows.append(row)
+            n_done += len(row["answers"])
+        self._rewrite(rows)
+        if rows:
+            self.log(f"resuming generation from {self.path} at sample {n_done} of "
+                     f"{self.head['n']}")
+        return ([str(a) for r in rows for a in r["answers"]],
+                sum(float(r.get("seconds", 0.0)) for r in rows))
+
+    def _rewrite(self, rows: list[dict]) -> None:
+        """Keep only the readable batches (atomically), so appends follow a whole line."""
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in [self.head, *rows]))
+        tmp.replace(self.path)
+
+    def append(self, start: int, answers: list[str], seconds: float) -> None:
+        if self.path is None:
+            return
+        if not self.path.exists():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text(json.dumps(self.head) + "\n")
+        with self.path.open("a") as f:
+            f.write(json.dumps({"start": start, "answers": answers,
+                                "seconds": round(seconds, 3)}) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+
 @torch.no_grad()
 def generate(model: XMEIQwen, tok, items: Sequence[Encoded], cfg: XMEIConfig, *,
-             device: str = "cpu", precision: str = "fp32", progress: bool = True
+             device: str = "cpu", precision: str = "fp32", progress: bool = True,
+             partial: str | Path | None = None, partial_key: str = "", log=print
              ) -> tuple[list[str], float]:
-    """Greedy answers for prompt-only items; (answers, seconds)."""
+    """Greedy answers for prompt-only items; (answers, seconds).
+
+    ``partial``: a file the answers are appended to batch by batch (see :class:`_Answers`),
+    so a killed generation resumes at its first missing batch; the seconds then count every
+    session's share."""
     from tqdm.auto import tqdm
 
     from .. import precision as prec
     model.eval()
-    out: list[str] = []
-    t0 = time.perf_counter()
     bs = cfg.eval_batch_size
-    for s in tqdm(range(0, len(items), bs), desc="xmei generate", disable=not progress,
-                  leave=False):
+    store = _Answers(partial, partial_key, bs, len(items), log)
+    out, before = store.load()
+    t0 = time.perf_counter()
+    for s in tqdm(range(len(out), len(items), bs), desc="xmei generate",
+                  disable=not progress, leave=False):
+        t1 = time.perf_counter()
         batch = _to(collate(items[s:s + bs], tok.pad_token_id, model.modalities, left=True,
                             n_caption=cfg.caption_queries), device)
         batch.pop("labels")
         with prec.autocast(precision, device):
             new = model.generate(batch, cfg.max_new_tokens, tok.pad_token_id, tok.eos_token_id)
-        out += [t.strip() for t in tok.batch_decode(new, skip_special_tokens=True)]
-    return out, time.perf_counter() - t0
+        got = [t.strip() for t in tok.batch_decode(new, skip_special_tokens=True)]
+        store.append(s, got, time.perf_counter() - t1)
+        out += got
+    return out, before + time.perf_counter() - t0
 
 
 @torch.no_grad()
